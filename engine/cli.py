@@ -1,0 +1,203 @@
+"""The ``camo-engine`` command line: a thin layer over :mod:`camo_engine`'s library API.
+
+Options shared by several commands are declared once as annotated types (the CLI's reusable
+argument groups), so every command spells and documents them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="Protect photos before sharing: adversarial camouflage judged after JPEG re-encoding.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def parse_level(text: str) -> float:
+    """Accept ``0.03`` or ``8/255`` for a pixel-range amount."""
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
+
+
+# -- reusable option groups -----------------------------------------------------------------
+VictimOpt = Annotated[str, typer.Option("--victim", "-v", help="Victim to fool (see `camo-engine victims`).")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file for victims that need one.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Regressors: score that counts as low quality.")]
+TargetOpt = Annotated[Optional[float], typer.Option(help="Regressors: L2 attack target beyond the threshold.")]
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: the true class must leave the top-k.")]
+TargetClassOpt = Annotated[Optional[int], typer.Option("--target-class", help="Classifiers: targeted mode, make this class the top-1.")]
+EpsOpt = Annotated[str, typer.Option(help="L-inf radius of the perturbation, e.g. 8/255.")]
+AlphaOpt = Annotated[str, typer.Option(help="Sign-step size, e.g. 1/255.")]
+StepsOpt = Annotated[int, typer.Option(help="Maximum I-FGSM steps per photo.")]
+JpegOpt = Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality of the re-encode that verdicts are judged after (and of JPEG output).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Photos attacked together.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical output bytes.")]
+BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 autocast for the attack steps (verdicts stay fp32).")]
+DeviceOpt = Annotated[str, typer.Option(help="Compute device; only cpu is supported.")]
+
+
+def victim_options(weights, threshold, target, top_k, target_class) -> dict:
+    """Victim keyword options from the shared CLI options (unset ones are left out)."""
+    return {
+        "weights": weights,
+        "threshold": threshold,
+        "target": target,
+        "top_k": top_k,
+        "target_class": target_class,
+    }
+
+
+@app.command()
+def protect(
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Photo files or folders.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (inputs are never overwritten).")] = Path("protected"),
+    samples: Annotated[bool, typer.Option("--samples", help="Protect the bundled sample photos.")] = False,
+    victim: VictimOpt = "brisque",
+    weights: WeightsOpt = None,
+    threshold: ThresholdOpt = None,
+    target: TargetOpt = None,
+    top_k: TopKOpt = None,
+    target_class: TargetClassOpt = None,
+    eps: EpsOpt = "8/255",
+    alpha: AlphaOpt = "1/255",
+    steps: StepsOpt = 40,
+    jpeg_quality: JpegOpt = 90,
+    batch_size: BatchOpt = 8,
+    fmt: Annotated[str, typer.Option("--format", help="Output format: jpeg (at --jpeg-quality) or png.")] = "jpeg",
+    seed: SeedOpt = 0,
+    backend: BackendOpt = "torch",
+    precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "cpu",
+    resume: Annotated[bool, typer.Option(help="Skip inputs whose output and report row are complete.")] = False,
+    keep_metadata: Annotated[bool, typer.Option(help="Keep EXIF/XMP/IPTC except GPS.")] = False,
+    keep_gps: Annotated[bool, typer.Option(help="With --keep-metadata, keep GPS too.")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images larger than this many pixels (decompression bombs).")] = None,
+) -> None:
+    """Protect photos and write them with a report (report.jsonl, report.csv)."""
+    from .attack import AttackConfig
+    from .discovery import discover
+    from .imageio import DEFAULT_MAX_PIXELS
+    from .outputs import MetadataPolicy
+    from .pipeline import OutputOptions, protect_files
+    from .protector import Protector
+    from .samples import sample_paths
+
+    if device != "cpu":
+        raise typer.BadParameter(f"device {device!r} is not supported: this build runs on the CPU only")
+    if fmt not in ("jpeg", "png"):
+        raise typer.BadParameter(f"--format must be jpeg or png, got {fmt!r}")
+    paths = list(inputs or []) + (sample_paths() if samples else [])
+    if not paths:
+        raise typer.BadParameter("give photo files or folders, or --samples")
+    if max_pixels:
+        # Pillow has its own bomb guard (~179 MP); ours is the one that applies.
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
+    try:
+        metadata = MetadataPolicy(keep=keep_metadata, keep_gps=keep_gps)
+        jobs = discover(paths)
+        config = AttackConfig(
+            eps=parse_level(eps),
+            alpha=parse_level(alpha),
+            steps=steps,
+            jpeg_quality=jpeg_quality,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        protector = Protector(
+            victim,
+            config=config,
+            backend=backend,
+            backend_options={"precision": precision},
+            **victim_options(weights, threshold, target, top_k, target_class),
+        )
+    except (ValueError, OSError, TypeError) as exc:
+        console.print(f"[red]camo-engine: {exc}")
+        raise typer.Exit(2) from exc
+    options = OutputOptions(
+        fmt=fmt,
+        metadata=metadata,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        resume=resume,
+    )
+    with Progress(
+        TextColumn("[bold]protecting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("protect", total=len(jobs), last="")
+        try:
+            summary = protect_files(
+                protector,
+                jobs,
+                output,
+                options,
+                on_done=lambda row: progress.update(task, advance=1, last=Path(row["input"]).name),
+            )
+        except (ValueError, OSError) as exc:
+            console.print(f"[red]camo-engine: {exc}")
+            raise typer.Exit(2) from exc
+    print_summary(summary, victim, output)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def print_summary(summary, victim: str, output: Path) -> None:
+    """The closing table: success rate beside the JPEG-alone share, steps, speed."""
+    table = Table(title=f"camo-engine protect: {victim}")
+    for column in ("photos", "failed", "protected", "JPEG alone", "wins", "median steps", "median PSNR", "images/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.processed),
+        str(summary.failed),
+        f"{summary.success_rate:.1%}",
+        f"{summary.jpeg_alone_rate:.1%}",
+        f"{summary.win_rate:.1%}",
+        f"{summary.median_steps:g}",
+        f"{summary.median_psnr:.1f} dB",
+        f"{summary.images_per_second:.2f}",
+    )
+    Console().print(table)
+    Console().print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}")
+    (output / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+
+
+@app.command()
+def victims() -> None:
+    """List the victims, what each needs and where its weights come from."""
+    from .victims import REGISTRY
+
+    table = Table(title="victims")
+    for column in ("name", "task", "needs", "weights"):
+        table.add_column(column)
+    for entry in REGISTRY.values():
+        info = entry.info
+        table.add_row(info.name, info.task, info.needs, info.weights)
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="camo-engine")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

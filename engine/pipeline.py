@@ -1,0 +1,126 @@
+"""Files in, protected files and a report out: discover -> load -> protect -> encode -> write.
+
+One bad file never stops the batch: it gets one report row and one stderr line naming the file
+and the reason.  Outputs are written atomically, inputs are never overwritten, and with
+``resume`` the inputs whose output and report row are complete are skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .discovery import Job, output_path, refuse_overwrite
+from .imageio import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, load_image
+from .outputs import MetadataPolicy, atomic_write, encode_output, pixels_to_protect
+from .protector import Protected, Protector
+from .report import ReportWriter, Summary, read_rows, summarise
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How protected photos are written."""
+
+    fmt: Literal["jpeg", "png"] = "jpeg"
+    metadata: MetadataPolicy = MetadataPolicy()
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    resume: bool = False
+
+
+def completed_inputs(outdir: Path) -> set[str]:
+    """Inputs with an ``ok`` report row whose output file exists (what ``--resume`` skips)."""
+    return {
+        row["input"]
+        for row in read_rows(outdir)
+        if row.get("status") == "ok" and row.get("output") and Path(row["output"]).is_file()
+    }
+
+
+def protect_files(
+    protector: Protector,
+    jobs: Sequence[Job],
+    outdir: Path,
+    options: OutputOptions = OutputOptions(),
+    on_done: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> Summary:
+    """Protect every job's file into ``outdir``; returns the summary of this run's rows."""
+    refuse_overwrite(jobs, outdir, options.fmt)
+    if options.resume:
+        done = completed_inputs(outdir)
+        jobs = [job for job in jobs if str(job.source) not in done]
+    victim = protector.victim.name
+    rows: list[dict[str, Any]] = []
+    pending: list[tuple[Job, LoadedImage]] = []
+    started = time.perf_counter()
+
+    with ReportWriter(outdir) as report:
+
+        def emit(row: dict[str, Any]) -> None:
+            report.write(row)
+            rows.append(row)
+            if row["status"] != "ok":
+                print(f"camo-engine: {row['input']}: {row['error']}", file=sys.stderr)
+            on_done(row)
+
+        def images() -> Iterator[np.ndarray]:
+            for job in jobs:
+                try:
+                    loaded = load_image(job.source, options.max_pixels)
+                except ImageLoadError as exc:
+                    emit(_error_row(job, victim, exc.reason))
+                    continue
+                pending.append((job, loaded))
+                yield pixels_to_protect(loaded, options.fmt)
+
+        for result in protector.protect_iter(images()):
+            job, loaded = pending[result.index]
+            pending[result.index] = None  # type: ignore[call-overload]  # free the pixels now
+            emit(_write(job, loaded, result, outdir, options, protector, victim))
+    return summarise(rows, time.perf_counter() - started)
+
+
+def _write(
+    job: Job,
+    loaded: LoadedImage,
+    result: Protected,
+    outdir: Path,
+    options: OutputOptions,
+    protector: Protector,
+    victim: str,
+) -> dict[str, Any]:
+    target = output_path(job, outdir, options.fmt)
+    try:
+        data, removed = encode_output(
+            loaded, result.rgb, options.fmt, protector.config.jpeg_quality, options.metadata
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data)
+    except OSError as exc:
+        return _error_row(job, victim, f"cannot write {target}: {exc}")
+    return {
+        "input": str(job.source),
+        "output": str(target),
+        "status": "ok",
+        "error": "",
+        "victim": victim,
+        "before": result.before,
+        "after": result.after,
+        "protected": result.protected,
+        "jpeg_alone": result.jpeg_alone,
+        "win": result.win,
+        "steps": result.steps,
+        **result.fidelity,
+        "seconds": result.seconds,
+        "metadata_removed": removed,
+        "warnings": loaded.warnings,
+    }
+
+
+def _error_row(job: Job, victim: str, reason: str) -> dict[str, Any]:
+    return {"input": str(job.source), "output": "", "status": "error", "error": reason, "victim": victim}

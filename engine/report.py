@@ -1,0 +1,144 @@
+"""Per-image report rows (JSON lines + CSV, appended and flushed row by row) and the summary.
+
+Rows are flushed as they are written so that a killed batch keeps every finished row, which
+is what ``--resume`` relies on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+COLUMNS = (
+    "input",
+    "output",
+    "status",
+    "error",
+    "victim",
+    "before",
+    "after",
+    "protected",
+    "jpeg_alone",
+    "win",
+    "steps",
+    "linf",
+    "psnr",
+    "ssim",
+    "seconds",
+    "metadata_removed",
+    "warnings",
+)
+
+JSONL_NAME = "report.jsonl"
+CSV_NAME = "report.csv"
+
+
+class ReportWriter:
+    """Appends rows to ``report.jsonl`` and ``report.csv`` in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        csv_path = folder / CSV_NAME
+        new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
+        self._jsonl: TextIO = open(folder / JSONL_NAME, "a", encoding="utf-8")
+        self._csv_file: TextIO = open(csv_path, "a", encoding="utf-8", newline="")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=COLUMNS, extrasaction="ignore")
+        if new_csv:
+            self._csv.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps(row, default=str) + "\n")
+        self._jsonl.flush()
+        flat = {k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()}
+        self._csv.writerow(flat)
+        self._csv_file.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv_file.close()
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_rows(folder: Path) -> list[dict[str, Any]]:
+    """The complete rows of an existing ``report.jsonl`` (a torn last line is ignored)."""
+    path = folder / JSONL_NAME
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a batch achieved; every rate is over the photos that were processed."""
+
+    processed: int
+    failed: int
+    protected: int
+    jpeg_alone: int
+    wins: int
+    median_steps: float
+    median_psnr: float
+    seconds: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.protected / self.processed if self.processed else math.nan
+
+    @property
+    def jpeg_alone_rate(self) -> float:
+        return self.jpeg_alone / self.processed if self.processed else math.nan
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.processed if self.processed else math.nan
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else math.nan
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "processed": self.processed,
+            "failed": self.failed,
+            "success_rate": self.success_rate,
+            "jpeg_alone_rate": self.jpeg_alone_rate,
+            "win_rate": self.win_rate,
+            "median_steps": self.median_steps,
+            "median_psnr": self.median_psnr,
+            "images_per_second": self.images_per_second,
+            "seconds": self.seconds,
+        }
+
+
+def summarise(rows: Iterable[dict[str, Any]], seconds: float) -> Summary:
+    """Summary of report rows (``status`` ok or error) over ``seconds`` of wall time."""
+    rows = list(rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    psnrs = [r["psnr"] for r in ok if r.get("psnr") is not None]
+    return Summary(
+        processed=len(ok),
+        failed=len(rows) - len(ok),
+        protected=sum(bool(r["protected"]) for r in ok),
+        jpeg_alone=sum(bool(r["jpeg_alone"]) for r in ok),
+        wins=sum(bool(r["win"]) for r in ok),
+        median_steps=statistics.median(r["steps"] for r in ok) if ok else math.nan,
+        median_psnr=statistics.median(psnrs) if psnrs else math.nan,
+        seconds=seconds,
+    )

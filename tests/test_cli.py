@@ -1,0 +1,164 @@
+"""The `camo-engine protect` batch: bad files, inputs untouched, resume, metadata, SIGKILL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from awkward_files import OWNER, SERIAL, build_corpus
+from PIL import Image
+from typer.testing import CliRunner
+
+from camo_engine.cli import app
+from camo_engine.report import read_rows
+
+FAST = ["-v", "efficientnet-lite0", "--steps", "2"]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("corpus")
+    return folder, build_corpus(folder)
+
+
+@pytest.fixture(scope="module")
+def batch(corpus, tmp_path_factory):
+    """One run of the CLI over the whole awkward corpus."""
+    folder, expected = corpus
+    before = digest(folder)
+    out = tmp_path_factory.mktemp("out")
+    result = CliRunner().invoke(app, ["protect", str(folder), "-o", str(out), *FAST])
+    return folder, expected, out, before, result
+
+
+@pytest.mark.slow
+def test_bad_files_get_one_clear_row_and_the_batch_goes_on(batch):
+    folder, expected, out, _, result = batch
+    assert result.exit_code == 1, result.output  # some inputs failed
+    rows = {Path(r["input"]).name: r for r in read_rows(out)}
+    for kind, exp in expected.items():
+        row = rows[exp.path.name]
+        if exp.ok:
+            assert row["status"] == "ok", (kind, row["error"])
+            assert Path(row["output"]).is_file()
+        else:
+            assert row["status"] == "error", kind
+            assert exp.reason.lower() in row["error"].lower(), (kind, row["error"])
+            assert f"{exp.path}: " in result.output  # one stderr line names the file
+
+
+@pytest.mark.slow
+def test_inputs_are_never_changed(batch):
+    folder, _, _, before, _ = batch
+    assert digest(folder) == before
+
+
+@pytest.mark.slow
+def test_private_metadata_is_stripped_by_default(batch):
+    folder, expected, out, _, _ = batch
+    row = next(r for r in read_rows(out) if Path(r["input"]).name == expected["jpeg_private"].path.name)
+    data = Path(row["output"]).read_bytes()
+    assert SERIAL.encode() not in data and OWNER.encode() not in data
+    assert any("GPS" in item for item in row["metadata_removed"])
+    with Image.open(row["output"]) as im:
+        assert not im.getexif().get_ifd(0x8825)  # no GPS IFD
+
+
+@pytest.mark.slow
+def test_tiny_and_twelve_megapixel_photos_are_protected(batch):
+    _, expected, out, _, _ = batch
+    rows = {Path(r["input"]).name: r for r in read_rows(out)}
+    for kind in ("photo_1x1", "photo_12mp"):
+        row = rows[expected[kind].path.name]
+        with Image.open(row["output"]) as im:
+            assert im.size[::-1] == expected[kind].shape
+
+
+def make_photos(folder: Path, photos: dict[str, np.ndarray], count: int) -> None:
+    names = sorted(photos)
+    for i in range(count):
+        rgb = photos[names[i % len(names)]]
+        Image.fromarray(rgb).save(folder / f"photo_{i:03d}.png")
+
+
+def test_resume_skips_completed_inputs(tmp_path, photos):
+    src = tmp_path / "in"
+    src.mkdir()
+    make_photos(src, photos, 3)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    first = runner.invoke(app, ["protect", str(src), "-o", str(out), *FAST])
+    assert first.exit_code == 0, first.output
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
+    make_photos(src, {"x": photos["coffee"]}, 1)  # photo_000 again: unchanged name, already done
+    (src / "photo_new.png").write_bytes((src / "photo_001.png").read_bytes())
+    second = runner.invoke(app, ["protect", str(src), "-o", str(out), "--resume", *FAST])
+    assert second.exit_code == 0, second.output
+    rows = read_rows(out)
+    assert len(rows) == 4  # three from the first run, one new
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_output_inside_input_is_refused(tmp_path, photos):
+    make_photos(tmp_path, photos, 1)
+    result = CliRunner().invoke(app, ["protect", str(tmp_path), "-o", str(tmp_path / "out"), *FAST])
+    assert result.exit_code == 2
+    assert "out" in result.output
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["protect", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 2
+    assert "nope.jpg" in result.output
+
+
+def test_victims_lists_every_victim():
+    result = CliRunner().invoke(app, ["victims"])
+    assert result.exit_code == 0
+    for name in ("brisque", "efficientnet-lite0", "resnet50-places365"):
+        assert name in result.output
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_no_partial_image(tmp_path, photos):
+    """Kill a running batch with SIGKILL: every output present is a complete image; resume finishes."""
+    src = tmp_path / "in"
+    src.mkdir()
+    make_photos(src, photos, 24)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "camo_engine.cli", "protect", str(src), "-o", str(out), "--format", "png", "--batch-size", "2", *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = list(out.glob("*.png"))
+    assert 3 <= len(written) < 24, "the kill should land mid-batch"
+    for path in written:
+        with Image.open(path) as im:
+            im.load()  # raises on a truncated file
+    visible = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert all(p.suffix in {".png", ".jsonl", ".csv"} for p in visible)
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list(out.glob("*.png"))) == 24
+    ok_inputs = {r["input"] for r in read_rows(out) if r["status"] == "ok"}
+    assert len(ok_inputs) == 24
