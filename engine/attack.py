@@ -11,6 +11,15 @@ then:
 * freed places are refilled from the queue, so the batch stays full and no compute is spent
   on finished photos.
 
+With a differentiable ``transform`` (an enhancer: the 2020 "attack through the enhancer" run),
+the victim sees ``transform(x)``, the gradient flows back through it to the *input* ``x``, and
+the output is ``transform(x_adv)``; the eps-ball is around the input.
+
+The baseline for every verdict is the *original* photo (``originals``, by default the start
+images): its clean top-1 and the verdict on the un-attacked output after JPEG must both be left
+behind, and ``AttackResult.jpeg_alone`` records when re-encoding (and enhancement) alone already
+changed the verdict, which is no win for the attack.
+
 Why the JPEG check only on float-protected photos: the real encode/decode costs about as much
 as a forward pass at full resolution, and a photo the float verdict rejects is (almost) never
 protected after JPEG, which only adds noise on top.  The check is exact where it matters: a
@@ -72,10 +81,11 @@ class AttackResult:
 
     index: int
     rgb: np.ndarray  # (H, W, 3) uint8: the protected photo as it will be written
+    unattacked: np.ndarray  # (H, W, 3) uint8: the output without the attack (fidelity reference)
     steps: int  # gradient steps spent
-    before: Verdict  # the original, after JPEG re-encoding (the baseline)
+    before: Verdict  # the un-attacked output (the original, enhanced if enhancing) after JPEG
     after: Verdict  # the protected photo, after JPEG re-encoding
-    jpeg_alone: bool  # JPEG re-encoding alone already changed the verdict on the original
+    jpeg_alone: bool  # re-encoding (and enhancement) alone already changed the clean verdict
     seconds: float  # wall time from entering the batch to leaving it (the batch is shared)
 
     @property
@@ -92,6 +102,7 @@ class _Item:
     before: Verdict
     jpeg_alone: bool
     geometry: tuple[int, int]
+    unattacked: np.ndarray
     steps: int = 0
     pixels: int = field(init=False)
     admitted: float = field(default_factory=time.perf_counter)
@@ -107,38 +118,67 @@ class IFGSM:
     >>> for result in attack.run(images): ...
     """
 
-    def __init__(self, victim: Victim, backend: GradientBackend, config: AttackConfig) -> None:
+    def __init__(
+        self,
+        victim: Victim,
+        backend: GradientBackend,
+        config: AttackConfig,
+        transform: torch.nn.Module | None = None,
+    ) -> None:
+        if transform is not None and not getattr(transform, "differentiable", True):
+            raise ValueError(
+                f"cannot attack through {getattr(transform, 'name', transform)!r}: it is not "
+                "differentiable; enhance first and attack the enhanced photo instead"
+            )
         self.victim = victim
         self.backend = backend
         self.config = config
+        self.transform = transform
+
+    def output(self, x: Tensor) -> Tensor:
+        """The photo that will be shared for the attacked input ``x``."""
+        return x if self.transform is None else self.transform(x[None])[0]
+
+    def _project(self, x: Tensor, centre: Tensor) -> Tensor:
+        """Onto the L-inf ball of radius eps around ``centre``, then into [0, 1]."""
+        eps = self.config.eps
+        return (centre + (x - centre).clamp(-eps, eps)).clamp_(0, 1)
+
+    def output_rgb(self, x: Tensor) -> np.ndarray:
+        """``output(x)`` as the uint8 pixels that are written and judged."""
+        with torch.no_grad():
+            return jpeg.to_uint8(self.output(x))
 
     # -- verdicts -----------------------------------------------------------------------------
     def _preprocess(self, images: Sequence[Tensor]) -> Tensor:
         return torch.stack([self.victim.preprocess(im) for im in images])
 
-    def judge(self, images: Sequence[Tensor]) -> Tensor:
-        """Victim outputs on the JPEG re-encode of each quantised image (same geometry)."""
-        seen = [jpeg.to_float(jpeg.roundtrip(jpeg.to_uint8(im), self.config.jpeg_quality)) for im in images]
+    def judge(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Victim outputs on the JPEG re-encode of each input's quantised output (same geometry)."""
         with torch.no_grad():
+            seen = [
+                jpeg.to_float(jpeg.roundtrip(self.output_rgb(x), self.config.jpeg_quality))
+                for x in inputs
+            ]
             return self.backend.outputs(self._preprocess(seen))
 
-    def _admit(self, indexed: Sequence[tuple[int, Tensor]]) -> list[_Item]:
-        """Baseline verdicts and attack targets for newly admitted photos."""
+    def _admit(self, indexed: Sequence[tuple[int, tuple[Tensor, Tensor, Tensor]]]) -> list[_Item]:
+        """Baseline verdicts and attack targets for newly admitted (centre, original, init)."""
         items: list[_Item] = []
-        for geometry, group in _by_geometry(indexed, self.victim, key=lambda p: p[1]).items():
-            starts = [im for _, im in group]
+        for geometry, group in _by_geometry(indexed, self.victim, key=lambda p: p[1][0]).items():
+            starts = [start for _, (start, _, _) in group]
             with torch.no_grad():
-                clean = self.backend.outputs(self._preprocess(starts))
+                clean = self.backend.outputs(self._preprocess([orig for _, (_, orig, _) in group]))
             before = self.judge(starts)
             targets = self.victim.reference(clean, before)
             before_ok = self.victim.is_protected(before, targets)
             alone = self.victim.is_protected(before, self.victim.reference(clean, clean))
-            for row, (index, start) in enumerate(group):
-                x = start.clone()
+            for row, (index, (start, _, init)) in enumerate(group):
+                x = init
                 if self.config.random_start:
                     gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
-                    noise = torch.rand(x.shape, generator=gen) * 2 - 1
-                    x = (x + noise * self.config.eps).clamp_(0, 1)
+                    x = x + (torch.rand(x.shape, generator=gen) * 2 - 1) * self.config.eps
+                x = self._project(x, start)
                 items.append(
                     _Item(
                         index=index,
@@ -148,18 +188,36 @@ class IFGSM:
                         before=Verdict(before[row : row + 1], bool(before_ok[row])),
                         jpeg_alone=bool(alone[row]),
                         geometry=geometry,
+                        unattacked=self.output_rgb(start),
                     )
                 )
         return items
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, images: Iterable[Tensor]) -> Iterator[AttackResult]:
+    def run(
+        self,
+        images: Iterable[Tensor],
+        originals: Iterable[Tensor] | None = None,
+        inits: Iterable[Tensor] | None = None,
+    ) -> Iterator[AttackResult]:
         """Attack every image; yields results as photos finish (not in input order).
 
-        ``images`` is consumed lazily, only as places in the batch free up, so a stream of any
-        length is attacked in bounded memory.  ``AttackResult.index`` is the position in it.
+        ``images`` are the centres of the eps-balls; ``originals`` (default: the same) are the
+        photos whose verdict must change; ``inits`` (default: the centres) are where the
+        iterations start, e.g. an amortised protector's output inside the ball.  All are
+        consumed lazily, only as places in the batch free up, so a stream of any length is
+        attacked in bounded memory.  ``AttackResult.index`` is the position in the stream.
         """
-        queue = _Lookahead(enumerate(images))
+        more_originals = None if originals is None else iter(originals)
+        more_inits = None if inits is None else iter(inits)
+
+        def triples() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+            for centre in images:
+                original = centre if more_originals is None else next(more_originals)
+                init = centre if more_inits is None else next(more_inits)
+                yield centre, original, init
+
+        queue = _Lookahead(enumerate(triples()))
         active: list[_Item] = []
         while queue or active:
             active += self._admit(self._take(queue, active))
@@ -171,7 +229,8 @@ class IFGSM:
             for item, verdict in finished:
                 yield AttackResult(
                     index=item.index,
-                    rgb=jpeg.to_uint8(item.x),
+                    rgb=self.output_rgb(item.x),
+                    unattacked=item.unattacked,
                     steps=item.steps,
                     before=item.before,
                     after=verdict,
@@ -179,19 +238,23 @@ class IFGSM:
                     seconds=time.perf_counter() - item.admitted,
                 )
 
-    def _take(self, queue: _Lookahead, active: list[_Item]) -> list[tuple[int, Tensor]]:
+    def _take(
+        self, queue: _Lookahead, active: list[_Item]
+    ) -> list[tuple[int, tuple[Tensor, Tensor, Tensor]]]:
         """Pop photos from the queue while the batch has room (count and pixel budget)."""
-        taken: list[tuple[int, Tensor]] = []
+        taken: list[tuple[int, tuple[Tensor, Tensor, Tensor]]] = []
         pixels = sum(it.pixels for it in active)
         while queue and len(active) + len(taken) < self.config.batch_size:
-            index, image = queue.peek()
-            check_image(image, f"image {index}")
+            index, triple = queue.peek()
+            for name, im in zip(("image", "original", "init"), triple):
+                check_image(im, f"{name} {index}")
+            image = triple[0]
             size = image.shape[1] * image.shape[2]
             # A single photo larger than the budget still runs, alone.
             if (active or taken) and pixels + size > self.config.pixel_budget:
                 break
             queue.pop()
-            taken.append((index, image))
+            taken.append((index, triple))
             pixels += size
         return taken
 
@@ -199,7 +262,7 @@ class IFGSM:
         """One forward + gradient pass for a same-geometry group; returns finished photos."""
         xs = [it.x.detach().requires_grad_(True) for it in group]
         with torch.enable_grad():
-            batch = torch.stack([self.victim.preprocess(x) for x in xs])
+            batch = torch.stack([self.victim.preprocess(self.output(x)) for x in xs])
         targets = torch.stack([it.target for it in group])
         step = self.backend.step(batch.detach(), targets)
         float_ok = self.victim.is_protected(step.outputs, targets)
@@ -222,8 +285,7 @@ class IFGSM:
                 for i in keep:
                     item = group[i]
                     x = xs[i].detach() - cfg.alpha * xs[i].grad.sign()  # descend the loss
-                    x = item.start + (x - item.start).clamp_(-cfg.eps, cfg.eps)
-                    item.x = x.clamp_(0, 1)
+                    item.x = self._project(x, item.start)
                     item.steps += 1
         return finished
 

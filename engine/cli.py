@@ -50,6 +50,8 @@ SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical 
 BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 autocast for the attack steps (verdicts stay fp32).")]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device; only cpu is supported.")]
+EnhanceOpt = Annotated[Optional[str], typer.Option(help="Enhancers to apply, chained: e.g. pillow,dhe (see `camo-engine enhancers`).")]
+ThroughOpt = Annotated[bool, typer.Option("--through", help="Attack through the (differentiable) enhancer instead of enhancing first.")]
 
 
 def victim_options(weights, threshold, target, top_k, target_class) -> dict:
@@ -84,10 +86,13 @@ def protect(
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "cpu",
+    enhance: EnhanceOpt = None,
+    through: ThroughOpt = False,
     resume: Annotated[bool, typer.Option(help="Skip inputs whose output and report row are complete.")] = False,
     keep_metadata: Annotated[bool, typer.Option(help="Keep EXIF/XMP/IPTC except GPS.")] = False,
     keep_gps: Annotated[bool, typer.Option(help="With --keep-metadata, keep GPS too.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images larger than this many pixels (decompression bombs).")] = None,
+    contact_sheet: Annotated[Optional[Path], typer.Option(help="Write a PNG: original | enhanced | protected | amplified difference (first 24 photos).")] = None,
 ) -> None:
     """Protect photos and write them with a report (report.jsonl, report.csv)."""
     from .attack import AttackConfig
@@ -124,6 +129,8 @@ def protect(
             config=config,
             backend=backend,
             backend_options={"precision": precision},
+            enhance=enhance,
+            through=through,
             **victim_options(weights, threshold, target, top_k, target_class),
         )
     except (ValueError, OSError, TypeError) as exc:
@@ -134,6 +141,7 @@ def protect(
         metadata=metadata,
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
         resume=resume,
+        contact_sheet=contact_sheet,
     )
     with Progress(
         TextColumn("[bold]protecting"),
@@ -191,6 +199,19 @@ def victims() -> None:
     for entry in REGISTRY.values():
         info = entry.info
         table.add_row(info.name, info.task, info.needs, info.weights)
+    Console().print(table)
+
+
+@app.command()
+def enhancers() -> None:
+    """List the enhancers, whether each is differentiable (usable with --through)."""
+    from .enhance import REGISTRY
+
+    table = Table(title="enhancers")
+    for column in ("name", "differentiable", "what it does"):
+        table.add_column(column)
+    for info in REGISTRY.values():
+        table.add_row(info.name, "yes" if info.differentiable else "no", info.description)
     Console().print(table)
 
 

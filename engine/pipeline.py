@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .contact_sheet import Panel, amplified_difference, thumbnail, write_contact_sheet
 from .discovery import Job, output_path, refuse_overwrite
 from .imageio import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, load_image
 from .outputs import MetadataPolicy, atomic_write, encode_output, pixels_to_protect
@@ -31,6 +32,11 @@ class OutputOptions:
     metadata: MetadataPolicy = MetadataPolicy()
     max_pixels: int = DEFAULT_MAX_PIXELS
     resume: bool = False
+    contact_sheet: Path | None = None  # PNG: original | enhanced | protected | difference
+
+
+# A sheet is for looking at: past this many rows it is too tall to read (and to hold).
+CONTACT_SHEET_ROWS = 24
 
 
 def completed_inputs(outdir: Path) -> set[str]:
@@ -56,6 +62,7 @@ def protect_files(
         jobs = [job for job in jobs if str(job.source) not in done]
     victim = protector.victim.name
     rows: list[dict[str, Any]] = []
+    sheet: list[list[Panel]] = []
     pending: list[tuple[Job, LoadedImage]] = []
     started = time.perf_counter()
 
@@ -81,8 +88,26 @@ def protect_files(
         for result in protector.protect_iter(images()):
             job, loaded = pending[result.index]
             pending[result.index] = None  # type: ignore[call-overload]  # free the pixels now
-            emit(_write(job, loaded, result, outdir, options, protector, victim))
+            row = _write(job, loaded, result, outdir, options, protector, victim)
+            emit(row)
+            if options.contact_sheet and len(sheet) < CONTACT_SHEET_ROWS:
+                sheet.append(_sheet_row(job, loaded, result, row, protector.enhancer is not None))
+    if options.contact_sheet:
+        write_contact_sheet(sheet, options.contact_sheet, f"camo-engine protect: {victim}")
     return summarise(rows, time.perf_counter() - started)
+
+
+def _sheet_row(
+    job: Job, loaded: LoadedImage, result: Protected, row: dict[str, Any], enhanced: bool
+) -> list[Panel]:
+    amplified, gain = amplified_difference(result.unattacked, result.rgb)
+    verdict = "protected" if result.protected else "NOT protected"
+    return [
+        (str(job.relative), thumbnail(loaded.rgb)),
+        ("enhanced" if enhanced else "not enhanced", thumbnail(result.unattacked)),
+        (f"{verdict}: {result.before} -> {result.after}", thumbnail(result.rgb)),
+        (f"difference x{gain:.0f}, PSNR {row.get('psnr', float('nan')):.1f} dB", thumbnail(amplified)),
+    ]
 
 
 def _write(

@@ -8,16 +8,20 @@
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import jpeg
 from .attack import AttackConfig, AttackResult, IFGSM
 from .backends import GradientBackend, make_backend
+from .enhance import parse_enhancers
 from .metrics import fidelity
 from .victims import Victim, load_victim
 
@@ -28,6 +32,7 @@ class Protected:
 
     index: int
     rgb: np.ndarray  # (H, W, 3) uint8
+    unattacked: np.ndarray  # (H, W, 3) uint8: the output without the attack (enhanced, if so)
     protected: bool  # the victim's verdict on the re-encoded output
     jpeg_alone: bool  # re-encoding alone already changed the verdict on the original
     steps: int
@@ -55,6 +60,12 @@ class Protector:
 
     The victim and backend are built once in the constructor and shared by every call;
     calls do not mutate shared state, so one instance can serve concurrent requests.
+
+    ``enhance`` (names like ``"pillow,dhe"`` or a module) makes the photo more appealing:
+    by default the photo is enhanced first and the attack's eps-ball is around the enhanced
+    photo; with ``through=True`` every attack step back-propagates through the (differentiable)
+    enhancer and perturbs the *input*, and the output is the enhancer applied to it.
+    Verdicts are always against the original photo.
     """
 
     def __init__(
@@ -64,8 +75,19 @@ class Protector:
         config: AttackConfig | None = None,
         backend: str | GradientBackend = "torch",
         backend_options: dict[str, Any] | None = None,
+        enhance: str | nn.Module | None = None,
+        through: bool = False,
         **victim_options: Any,
     ) -> None:
+        self.enhancer = parse_enhancers(enhance) if isinstance(enhance, str) else enhance
+        if through and self.enhancer is None:
+            raise ValueError("through=True needs an enhancer to attack through")
+        if through and not getattr(self.enhancer, "differentiable", True):
+            raise ValueError(
+                f"cannot attack through {enhance!r}: it is not differentiable; "
+                "drop --through to enhance first and attack the enhanced photo"
+            )
+        self.through = through
         self.victim = victim if isinstance(victim, Victim) else load_victim(victim, **victim_options)
         self.config = config or AttackConfig()
         self.backend = (
@@ -79,33 +101,44 @@ class Protector:
 
         The stream is read lazily, so memory stays bounded by the batch, not the stream.
         """
-        originals: dict[int, np.ndarray] = {}
 
-        def tensors() -> Iterator[torch.Tensor]:
+        def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for i, rgb in enumerate(images):
-                image = as_image(rgb, i)
-                originals[i] = rgb
-                yield image
+                original = as_image(rgb, i)
+                yield self._start(original), original
 
-        attack = IFGSM(self.victim, self.backend, self.config)
-        for result in attack.run(tensors()):
-            yield self._describe(result, originals.pop(result.index))
+        starts, originals = itertools.tee(pairs())
+        attack = IFGSM(
+            self.victim, self.backend, self.config, self.enhancer if self.through else None
+        )
+        results = attack.run((s for s, _ in starts), (o for _, o in originals))
+        for result in results:
+            yield self._describe(result)
 
     def protect(self, images: Iterable[np.ndarray]) -> list[Protected]:
         """Protect photos and return the results in input order."""
         return sorted(self.protect_iter(images), key=lambda p: p.index)
 
-    def _describe(self, result: AttackResult, original: np.ndarray) -> Protected:
+    def _start(self, original: torch.Tensor) -> torch.Tensor:
+        """The attack's start point: the enhanced photo, unless attacking through the enhancer."""
+        if self.enhancer is None or self.through:
+            return original
+        with torch.no_grad():
+            return self.enhancer(original[None])[0].clamp(0, 1)
+
+    def _describe(self, result: AttackResult) -> Protected:
         before = self.victim.describe(result.before.outputs)[0]
         after = self.victim.describe(result.after.outputs)[0]
         return Protected(
             index=result.index,
             rgb=result.rgb,
+            unattacked=result.unattacked,
             protected=result.protected,
             jpeg_alone=result.jpeg_alone,
             steps=result.steps,
             before=before,
             after=after,
             seconds=round(result.seconds, 4),
-            fidelity=fidelity(original, result.rgb),
+            # Against the un-attacked output: the cost of the perturbation, not of enhancement.
+            fidelity=fidelity(result.unattacked, result.rgb),
         )

