@@ -1,0 +1,254 @@
+"""BRISQUE (Mittal, Moorthy & Bovik 2012) as a differentiable, batched torch victim.
+
+It reproduces the scorer of the ``brisque`` 0.2.0 package with the LIVE model shipped in its
+wheel (``svm.txt``, ``normalize.pickle``, Apache-2.0), quirks included: MSCN with zero-padded
+'same' 7x7 Gaussian convolutions and ``sqrt(|mu^2 - E[x^2]|)`` as local deviation; an
+*asymmetric* GGD fit for the MSCN map too (its variance feature is ``(sl^2 + sr^2) / 2``); the
+shape parameter solved from the moment ratio (here by Newton steps, not a root finder); the half
+scale from cv2's cubic resize.  Only the package's model files are read; its code is not imported.
+
+The package's left/right variances are means over the *count* of negative and non-negative
+values, so the score jumps whenever a coefficient crosses zero.  Autograd sees the smooth part;
+float32 rounding moves near-zero coefficients across zero, which costs ~0.01 points on photos
+(0.2 on a bright, smooth microscopy image) against a float64 run.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .geometry import orientation_geometry, resize
+from .objectives import QualityRegressor
+
+NUM_FEATURES = 36  # 18 per scale, two scales
+# skimage.color.rgb2gray weights, which the package applies to the RGB photo.
+GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
+# The package's MSCN stabiliser, for grey levels in [0, 1].
+MSCN_C = 1 / 255
+GAUSS_SIZE, GAUSS_SIGMA = 7, 7 / 6
+# The package's normalised 7x7 kernel is the outer product of these normalised 1-D taps.
+_CENTRE = GAUSS_SIZE // 2
+_GAUSS = [math.exp(-((k - _CENTRE) ** 2) / (2 * GAUSS_SIGMA**2)) for k in range(GAUSS_SIZE)]
+GAUSS_TAPS = tuple(g / sum(_GAUSS) for g in _GAUSS)
+# cv2.resize(fx=0.5, INTER_CUBIC) puts every output pixel half-way between two input pixels, so
+# the cubic (a = -0.75) weights are fixed: distances 1.5, 0.5, 0.5, 1.5.
+HALF_CUBIC = (-0.09375, 0.59375, 0.59375, -0.09375)
+# Smooth |v|^(1/2) = (v^2 + eps^2)^(1/4): finite gradient where the local variance is 0 (flat
+# areas); the floor sqrt(eps) = 1e-5 is 0.3% of MSCN_C, where the MSCN numerator is ~0 anyway.
+VAR_EPS = 1e-10
+# Guards moments of all-zero maps (flat images) against 0/0 and sqrt'(0).
+MOMENT_EPS = 1e-12
+# Shape parameters are solved within this range (natural photos give ~0.3 to ~4).
+SHAPE_MIN, SHAPE_MAX = 0.05, 20.0
+SHAPE_TABLE_SIZE = 256
+NEWTON_STEPS = 2
+
+
+def _log_moment_ratio(alpha: Tensor) -> Tensor:
+    """log r(a) with r(a) = G(2/a)^2 / (G(1/a) G(3/a)), increasing from 0 to 3/4."""
+    return 2 * torch.lgamma(2 / alpha) - torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)
+
+
+def _log_moment_ratio_slope(alpha: Tensor) -> Tensor:
+    """d log r / d log a."""
+    psi = torch.digamma
+    return (psi(1 / alpha) + 3 * psi(3 / alpha) - 4 * psi(2 / alpha)) / alpha
+
+
+def _separable(planes: Tensor, taps: tuple[float, ...], stride: int = 1) -> Tensor:
+    """Valid correlation of a (B, 1, h, w) batch with ``taps`` along rows then columns.
+
+    A depthwise convolution (one group per image) is several times faster on CPU than a conv2d
+    with a single input channel, in both directions."""
+    n, _, h, w = planes.shape
+    kernel = torch.tensor(taps, dtype=planes.dtype, device=planes.device)
+    x = planes.reshape(1, n, h, w)
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(n, 1, -1, 1), stride=(stride, 1), groups=n)
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(n, 1, 1, -1), stride=(1, stride), groups=n)
+    return x.view(n, 1, *x.shape[-2:])
+
+
+def _half_scale(gray: Tensor) -> Tensor:
+    """cv2.resize(gray, fx=0.5, fy=0.5, INTER_CUBIC) of a (B, 1, h, w) batch."""
+    h, w = gray.shape[-2:]
+    # cv2 rounds the output size half-to-even, like Python's round, and replicates the border.
+    out_h, out_w = round(h / 2), round(w / 2)
+    padded = F.pad(gray, (1, 2 * out_w - w + 1, 1, 2 * out_h - h + 1), mode="replicate")
+    return _separable(padded, HALF_CUBIC, stride=2)
+
+
+def _model_dir() -> Path:
+    """The ``brisque`` wheel's model folder, found without importing the package: its
+    ``__init__`` imports cv2 and libsvm, which the engine does not need."""
+    spec = find_spec("brisque")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the brisque package (for its model files) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _read_svr(text: str) -> tuple[float, float, Tensor, Tensor]:
+    """(gamma, rho, coefficients (n,), support vectors (n, 36)) of a libsvm RBF epsilon-SVR."""
+    header, _, body = text.partition("\nSV\n")
+    fields = dict(line.split(maxsplit=1) for line in header.splitlines())
+    if fields.get("svm_type") != "epsilon_svr" or fields.get("kernel_type") != "rbf":
+        raise ValueError("expected a libsvm epsilon_svr model with an rbf kernel")
+    rows = [line.split() for line in body.splitlines() if line.strip()]
+    if len(rows) != int(fields["total_sv"]):
+        raise ValueError(f"{len(rows)} support vectors, the header says {fields['total_sv']}")
+    coef = torch.tensor([float(row[0]) for row in rows], dtype=torch.float64)
+    support = torch.zeros(len(rows), NUM_FEATURES, dtype=torch.float64)
+    for i, row in enumerate(rows):
+        # Sparse "index:value" pairs, 1-based; absent features are 0.
+        for pair in row[1:]:
+            index, value = pair.split(":")
+            support[i, int(index) - 1] = float(value)
+    return float(fields["gamma"]), float(fields["rho"]), coef, support
+
+
+class Brisque(QualityRegressor):
+    """BRISQUE on the grey photo resized to 384x512 (per orientation); higher = worse.
+
+    Default calibration, like the paper's KonCept 50 / target 30 on a 0-100 scale: real sample
+    photos score -9 to 32 at this geometry (-1 to 34 after JPEG 90), a motion-blurred one 55, a
+    Gaussian blur of sigma 2 px 59 to 77.  So a photo counts as low quality from
+    ``threshold=50``, 16 points above the worst re-encoded sample, and the attack aims at
+    ``target=70``, 20 points into the low side so that the effect survives JPEG 90.
+    """
+
+    name = "brisque"
+
+    def __init__(
+        self,
+        threshold: float = 50.0,
+        target: float = 70.0,
+        long_side: int = 512,
+        short_side: int = 384,
+    ) -> None:
+        super().__init__(threshold, target, higher_is_worse=True)
+        self.long_side = long_side
+        self.short_side = short_side
+        models = _model_dir()
+        self.gamma, self.rho, coef, support = _read_svr((models / "svm.txt").read_text())
+        limits = pickle.loads((models / "normalize.pickle").read_bytes())
+        low = torch.tensor(limits["min_"], dtype=torch.float64)
+        high = torch.tensor(limits["max_"], dtype=torch.float64)
+        if low.shape != (NUM_FEATURES,) or high.shape != (NUM_FEATURES,):
+            raise ValueError("normalize.pickle must hold 36 'min_' and 36 'max_' values")
+
+        self.register_buffer("coef", coef)
+        self.register_buffer("support", support)
+        self.register_buffer("feature_min", low)
+        self.register_buffer("feature_scale", 2 / (high - low))
+
+        # log r on a log-spaced grid of shapes: the initial guess of the Newton inversion.
+        log_shapes = torch.linspace(
+            math.log(SHAPE_MIN), math.log(SHAPE_MAX), SHAPE_TABLE_SIZE, dtype=torch.float64
+        )
+        self.register_buffer("table_log_shape", log_shapes)
+        self.register_buffer("table_log_ratio", _log_moment_ratio(log_shapes.exp()))
+
+    def geometry(self, height: int, width: int) -> tuple[int, int]:
+        return orientation_geometry(height, width, self.long_side, self.short_side)
+
+    def preprocess(self, image: Tensor) -> Tensor:
+        rgb = resize(image, self.geometry(image.shape[1], image.shape[2]))
+        r, g, b = GRAY_WEIGHTS
+        return (r * rgb[0] + g * rgb[1] + b * rgb[2])[None]
+
+    def network(self, batch: Tensor) -> Tensor:
+        # Runs in the batch's precision, at least float32: bf16 (autocast or input) would turn
+        # the local variances into noise.
+        with torch.autocast(batch.device.type, enabled=False):
+            gray = batch.to(torch.promote_types(batch.dtype, torch.float32))
+            scales = (self._mscn(gray), self._mscn(_half_scale(gray)))
+            features = torch.cat([self._features(m) for m in scales], 1)
+            return self._svr(features).to(gray.dtype)
+
+    def _svr(self, features: Tensor) -> Tensor:
+        """Scale the (B, 36) features to [-1, 1] and apply the RBF epsilon-SVR."""
+        # It adds 770 terms of up to +-1024 into a score of ~0-100: float32 would leave ~0.005
+        # points of rounding noise that even depends on the batch size.  In float64 this
+        # (B, 36) x (36, 770) head costs nothing.
+        low, scale = self.feature_min.double(), self.feature_scale.double()
+        support, coef = self.support.double(), self.coef.double()
+        scaled = (features.double() - low) * scale - 1
+        dist2 = (scaled**2).sum(1, keepdim=True) + (support**2).sum(1) - 2 * scaled @ support.T
+        return torch.exp(-self.gamma * dist2.clamp_min(0)) @ coef - self.rho
+
+    def _mscn(self, gray: Tensor) -> Tensor:
+        """Mean-subtracted contrast-normalised coefficients (B, h, w) of a (B, 1, h, w) batch."""
+        pad = GAUSS_SIZE // 2
+        # Zero padding, as convolve2d 'same' does.
+        padded = F.pad(gray, (pad, pad, pad, pad))
+        mean, second = _separable(torch.cat([padded, padded * padded]), GAUSS_TAPS).chunk(2)
+        var = second - mean * mean
+        # sqrt(|var|), smoothed so that its gradient stays finite where var = 0.
+        deviation = torch.sqrt(torch.sqrt(var * var + VAR_EPS**2))
+        return ((gray - mean) / (deviation + MSCN_C))[:, 0]
+
+    def _features(self, m: Tensor) -> Tensor:
+        """The 18 features of one scale's MSCN map: its shape and variance, then shape, mean, left
+        and right variance of the horizontal, vertical and two diagonal neighbour products."""
+        shape, _, left, right = self._aggd_fit(m)
+        features = [shape, (left + right) / 2]
+        products = (
+            m[:, :, :-1] * m[:, :, 1:],
+            m[:, :-1, :] * m[:, 1:, :],
+            m[:, :-1, :-1] * m[:, 1:, 1:],
+            m[:, 1:, :-1] * m[:, :-1, 1:],
+        )
+        for product in products:
+            features.extend(self._aggd_fit(product))
+        return torch.stack(features, 1)
+
+    def _aggd_fit(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Moment fit of an asymmetric GGD per image: (shape, mean, sigma_l^2, sigma_r^2)."""
+        x = x.flatten(1)
+        n = x.shape[1]
+        # A mask, not boolean indexing, keeps the batch; zeros count as right, as in the package.
+        is_left = x < 0
+        n_left = torch.count_nonzero(is_left, 1).to(x.dtype)
+        square = x * x
+        left_sum, total_sum = (square * is_left).sum(1), square.sum(1)
+        left = left_sum / n_left.clamp_min(1)
+        right = (total_sum - left_sum).clamp_min(0) / (n - n_left).clamp_min(1)
+        r_hat = (x.abs().sum(1) / n) ** 2 / (total_sum / n + MOMENT_EPS)
+        gamma_hat = torch.sqrt((left + MOMENT_EPS) / (right + MOMENT_EPS))
+        ratio = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+        shape = self._invert_moment_ratio(ratio)
+        sigma_l = torch.sqrt(left + MOMENT_EPS)
+        sigma_r = torch.sqrt(right + MOMENT_EPS)
+        # The package's (sr - sl) sqrt(G(1/a) / G(3/a)) G(2/a) / G(1/a) is (sr - sl) sqrt(r(a)).
+        mean = (sigma_r - sigma_l) * torch.exp(_log_moment_ratio(shape) / 2)
+        return shape, mean, left, right
+
+    def _invert_moment_ratio(self, ratio: Tensor) -> Tensor:
+        """The shape a with r(a) = ratio: table guess, Newton in log space, implicit gradient."""
+        table_u = self.table_log_shape.to(ratio.dtype)
+        table_r = self.table_log_ratio.to(ratio.dtype)
+        log_ratio = ratio.clamp_min(MOMENT_EPS).log().clamp(table_r[0], table_r[-1])
+        with torch.no_grad():
+            hi = torch.searchsorted(table_r, log_ratio).clamp(1, len(table_r) - 1)
+            weight = (log_ratio - table_r[hi - 1]) / (table_r[hi] - table_r[hi - 1])
+            u = torch.lerp(table_u[hi - 1], table_u[hi], weight)
+            for _ in range(NEWTON_STEPS):
+                u = u - (_log_moment_ratio(u.exp()) - log_ratio) / _log_moment_ratio_slope(u.exp())
+                u = u.clamp(table_u[0], table_u[-1])
+            reached = _log_moment_ratio(u.exp())
+            slope = _log_moment_ratio_slope(u.exp())
+        # One more Newton step, with autograd: its value is the converged u, and its gradient is
+        # the implicit-function derivative d u / d log_ratio = 1 / slope.
+        return (u + (log_ratio - reached) / slope).exp()
+
+
+def load_brisque(**kwargs: Any) -> Brisque:
+    """The BRISQUE victim with the LIVE model from the ``brisque`` wheel."""
+    return Brisque(**kwargs)
