@@ -40,6 +40,7 @@ from torch import Tensor
 
 from . import jpeg
 from .backends.base import GradientBackend
+from .kernels.ifgsm_step import sign_step_project
 from .victims.base import Victim, check_image
 
 
@@ -142,7 +143,8 @@ class IFGSM:
     def _project(self, x: Tensor, centre: Tensor) -> Tensor:
         """Onto the L-inf ball of radius eps around ``centre``, then into [0, 1]."""
         eps = self.config.eps
-        return (centre + (x - centre).clamp(-eps, eps)).clamp_(0, 1)
+        # Contiguous: the fused step kernel updates it in place as one flat array.
+        return (centre + (x - centre).clamp(-eps, eps)).clamp_(0, 1).contiguous()
 
     def output_rgb(self, x: Tensor) -> np.ndarray:
         """``output(x)`` as the uint8 pixels that are written and judged."""
@@ -284,8 +286,11 @@ class IFGSM:
             with torch.no_grad():
                 for i in keep:
                     item = group[i]
-                    x = xs[i].detach() - cfg.alpha * xs[i].grad.sign()  # descend the loss
-                    item.x = self._project(x, item.start)
+                    # Descend the loss, fused and in place: item.x shares xs[i]'s storage, and
+                    # the graph that read it is gone after backward.
+                    sign_step_project(
+                        xs[i].detach(), xs[i].grad, item.start, cfg.alpha, cfg.eps, out=item.x
+                    )
                     item.steps += 1
         return finished
 

@@ -47,11 +47,26 @@ StepsOpt = Annotated[int, typer.Option(help="Maximum I-FGSM steps per photo.")]
 JpegOpt = Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality of the re-encode that verdicts are judged after (and of JPEG output).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Photos attacked together.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical output bytes.")]
-BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch.")]
+BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch (autograd) or onnxruntime (exported gradient graph).")]
+ProvidersOpt = Annotated[Optional[str], typer.Option(help="onnxruntime: execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.")]
+FallbackOpt = Annotated[bool, typer.Option("--provider-fallback", help="onnxruntime: fall back to the CPU when a named provider is unavailable (else it is an error).")]
+OnnxCacheOpt = Annotated[Path, typer.Option(help="onnxruntime: where exported graphs are cached.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 autocast for the attack steps (verdicts stay fp32).")]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device; only cpu is supported.")]
 EnhanceOpt = Annotated[Optional[str], typer.Option(help="Enhancers to apply, chained: e.g. pillow,dhe (see `camo-engine enhancers`).")]
 ThroughOpt = Annotated[bool, typer.Option("--through", help="Attack through the (differentiable) enhancer instead of enhancing first.")]
+
+
+def backend_options(backend: str, precision: str, providers: str | None, fallback: bool, cache: Path) -> dict:
+    """Options for :func:`camo_engine.backends.make_backend` from the shared CLI options."""
+    if backend == "onnxruntime":
+        if precision != "fp32":
+            raise ValueError("--precision bf16 is for the torch backend; onnxruntime graphs are fp32")
+        chosen = providers.split(",") if providers else None
+        return {"cache_dir": cache, "providers": chosen, "fallback": fallback}
+    if providers or fallback:
+        raise ValueError("--providers/--provider-fallback apply to --backend onnxruntime only")
+    return {"precision": precision}
 
 
 def victim_options(weights, threshold, target, top_k, target_class) -> dict:
@@ -85,6 +100,9 @@ def protect(
     seed: SeedOpt = 0,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "fp32",
+    providers: ProvidersOpt = None,
+    provider_fallback: FallbackOpt = False,
+    onnx_cache: OnnxCacheOpt = Path.home() / ".cache" / "camo-engine" / "onnx",
     device: DeviceOpt = "cpu",
     enhance: EnhanceOpt = None,
     through: ThroughOpt = False,
@@ -128,7 +146,7 @@ def protect(
             victim,
             config=config,
             backend=backend,
-            backend_options={"precision": precision},
+            backend_options=backend_options(backend, precision, providers, provider_fallback, onnx_cache),
             enhance=enhance,
             through=through,
             **victim_options(weights, threshold, target, top_k, target_class),
@@ -200,6 +218,35 @@ def victims() -> None:
         info = entry.info
         table.add_row(info.name, info.task, info.needs, info.weights)
     Console().print(table)
+
+
+@app.command()
+def export(
+    victim: Annotated[str, typer.Argument(help="Victim to export (a name, or onnx:PATH).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for forward.onnx, gradient.onnx, manifest.json.")],
+    weights: WeightsOpt = None,
+    threshold: ThresholdOpt = None,
+    target: TargetOpt = None,
+    top_k: TopKOpt = None,
+    target_class: TargetClassOpt = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    ir_version: Annotated[int, typer.Option(help="ONNX IR version (onnxruntime loads <= 10).")] = 10,
+) -> None:
+    """Export a victim's forward and input-gradient graphs to ONNX, checked against torch."""
+    from .victims import load_victim
+
+    try:
+        loaded = load_victim(victim, **victim_options(weights, threshold, target, top_k, target_class))
+        if victim.startswith("onnx:"):
+            manifest = loaded.export_onnx(output)
+        else:
+            from .export.torch_export import export_victim
+
+            manifest = export_victim(loaded, output, opset=opset, ir_version=ir_version)
+    except (ValueError, OSError, TypeError) as exc:
+        console.print(f"[red]camo-engine: {exc}")
+        raise typer.Exit(2) from exc
+    Console().print(f"manifest: {manifest}")
 
 
 @app.command()

@@ -47,5 +47,5 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 
 def to_float(rgb: np.ndarray) -> Tensor:
-    """(H, W, 3) uint8 to (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float().div_(255)
+    """(H, W, 3) uint8 to a contiguous (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).contiguous().float().div_(255)

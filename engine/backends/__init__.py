@@ -6,13 +6,27 @@ from ..victims.base import Victim
 from .base import GradientBackend, Step
 from .torch_backend import TorchBackend
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnxruntime")
 
 
 def make_backend(name: str, victim: Victim, **options: object) -> GradientBackend:
-    """Build the backend ``name`` for ``victim``."""
+    """Build the backend ``name`` for ``victim``.
+
+    ``onnxruntime`` options: ``cache_dir``, ``export_options``, ``providers``, ``fallback``,
+    ``intra_op_threads``, ``inter_op_threads``, ``optimization``.
+    """
     if name == "torch":
+        if getattr(victim, "exportable", True) is False:
+            raise ValueError(
+                f"victim {victim.name!r} is an ONNX file: torch autograd cannot run it; "
+                "use --backend onnxruntime"
+            )
         return TorchBackend(victim, **options)
+    if name == "onnxruntime":
+        # Imported here so that the torch backend never needs onnxruntime installed.
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend.from_victim(victim, **options)
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
 
 

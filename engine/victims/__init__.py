@@ -74,9 +74,13 @@ def load_victim(name: str, **options: Any) -> Victim:
     Options that do not apply to the victim's kind (e.g. ``top_k`` for a regressor) are an error,
     so a mistyped command line never silently does something else.
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown victim {name!r}; known: {', '.join(REGISTRY)}")
     given = {k: v for k, v in options.items() if v is not None}
+    if name.startswith("onnx:"):
+        from .onnx_victim import load_onnx_victim
+
+        return load_onnx_victim(name.removeprefix("onnx:"), **given)
+    if name not in REGISTRY:
+        raise ValueError(f"unknown victim {name!r}; known: {', '.join(REGISTRY)}, or onnx:PATH")
     victim = REGISTRY[name].factory(**given)
     return victim
 

@@ -1,0 +1,114 @@
+"""Forward and forward+gradient time per batch, torch vs onnxruntime, side by side.
+
+    python benchmarks/bench_backends.py [--victims ...] [--batches 1 4 16] [--repeats 5]
+
+Victims: efficientnet-lite0 (real weights), resnet50-places365 (the architecture with seeded
+random weights: the timing does not depend on them), brisque.  Two threads for both runtimes.
+Each cell: warm-up runs, then ``repeats`` timed runs; the table shows the median and the
+spread (max - min) in milliseconds.  Exports are cached (see ``OnnxRuntimeBackend.from_victim``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from camo_engine.backends import TorchBackend
+from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend
+from camo_engine.export.examples import example_batch, example_targets, victim_geometries
+from camo_engine.victims.base import Victim
+
+THREADS = 2
+RESULTS = Path(__file__).parent / "results" / "backends.csv"
+
+
+def load(name: str) -> Victim:
+    if name == "resnet50-places365":
+        from camo_engine.victims.places365 import ResNet50Places365, places365_architecture
+
+        torch.manual_seed(365)
+        return ResNet50Places365(places365_architecture())
+    from camo_engine.victims import load_victim
+
+    return load_victim(name)
+
+
+def timed(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--victims", nargs="+", default=["efficientnet-lite0", "resnet50-places365", "brisque"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+
+    rows = []
+    for name in args.victims:
+        victim = load(name)
+        backends = {
+            "torch": TorchBackend(victim),
+            "onnxruntime": OnnxRuntimeBackend.from_victim(
+                victim, cache_dir=args.cache_dir, intra_op_threads=THREADS, inter_op_threads=1
+            ),
+        }
+        geometry = victim_geometries(victim)[0]
+        for size in args.batches:
+            batch = example_batch(victim, geometry, size)
+            targets = example_targets(victim, batch)
+            for backend_name, backend in backends.items():
+                for pass_name, fn in (
+                    ("forward", lambda: backend.outputs(batch)),
+                    ("forward+grad", lambda: backend.step(batch, targets)),
+                ):
+                    times = timed(fn, args.warmup, args.repeats)
+                    rows.append(
+                        {
+                            "victim": name,
+                            "geometry": f"{geometry[0]}x{geometry[1]}",
+                            "batch": size,
+                            "backend": backend_name,
+                            "pass": pass_name,
+                            "median_ms": round(statistics.median(times), 2),
+                            "spread_ms": round(max(times) - min(times), 2),
+                            "per_image_ms": round(statistics.median(times) / size, 2),
+                            "threads": THREADS,
+                            "repeats": args.repeats,
+                        }
+                    )
+                    print(_line(rows[-1]), flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwrote {RESULTS}")
+
+
+def _line(row: dict[str, object]) -> str:
+    return (
+        f"{row['victim']:<20} {row['batch']:>3} {row['backend']:<12} {row['pass']:<13} "
+        f"median {row['median_ms']:>9.1f} ms  spread {row['spread_ms']:>7.1f} ms  "
+        f"{row['per_image_ms']:>8.1f} ms/image"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Export of torch victims to checked ONNX forward/gradient graphs."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from camo_engine.export.check import check_graphs
+from camo_engine.export.decompositions import digamma, lgamma
+from camo_engine.export.examples import example_batch, example_targets
+from camo_engine.export.fold import fold_batchnorm
+from camo_engine.export.manifest import Manifest, ManifestError
+from onnx_cases import TinyClassifier, brisque, efficientnet, exported, onnx_cache, places365  # noqa: F401
+
+
+def test_special_functions_match_torch() -> None:
+    x = torch.logspace(-1.4, 1.8, 500, dtype=torch.float64)
+    assert (lgamma(x) - torch.lgamma(x)).abs().max() < 1e-7
+    assert (digamma(x) - torch.digamma(x)).abs().max() < 1e-7
+
+
+def test_fold_batchnorm_keeps_outputs_and_removes_bn() -> None:
+    victim = TinyClassifier()
+    folded = fold_batchnorm(victim)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in victim.modules())  # original untouched
+    x = torch.randn(3, 3, 33, 33)
+    torch.testing.assert_close(folded.network(x), victim.network(x), rtol=1e-5, atol=1e-5)
+
+
+def _check_export(victim, directory) -> Manifest:
+    """Manifest contents, IR/opset, no BatchNormalization, and dynamic batch at 1 and 3."""
+    manifest = Manifest.read(directory)
+    assert manifest.ir_version == 10 and manifest.opset == 18
+    assert manifest.victim["name"] == victim.name and manifest.input["layout"] == "NCHW"
+    assert set(manifest.versions) >= {"torch", "onnx", "onnxruntime"}
+    for pair in manifest.graphs:
+        for file in (pair.forward, pair.gradient):
+            model = onnx.load(directory / file)
+            assert model.ir_version == 10
+            assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+            ort.InferenceSession(str(directory / file), providers=["CPUExecutionProvider"])
+        for size in (1, 3):
+            batch = example_batch(victim, (pair.height, pair.width), size)
+            check_graphs(victim, directory / pair.forward, directory / pair.gradient, batch, example_targets(victim, batch))
+    return manifest
+
+
+@pytest.mark.slow
+def test_export_tiny(onnx_cache) -> None:
+    directory = exported(TinyClassifier(), onnx_cache)
+    manifest = _check_export(TinyClassifier(), directory)
+    assert [(p.forward, p.gradient) for p in manifest.graphs] == [("forward.onnx", "gradient.onnx")]
+
+
+@pytest.mark.slow
+def test_manifest_rejects_modified_file(onnx_cache, tmp_path) -> None:
+    directory = exported(TinyClassifier(), onnx_cache)
+    for f in directory.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    with open(tmp_path / "forward.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ManifestError, match="hash does not match"):
+        Manifest.read(tmp_path)
+
+
+@pytest.mark.slow
+def test_export_efficientnet(efficientnet, onnx_cache) -> None:
+    manifest = _check_export(efficientnet, exported(efficientnet, onnx_cache))
+    assert manifest.input["from_rgb"]["formula"] == "(x * 255 - 127) / 128"
+    assert len(manifest.victim["categories"]) == 1000
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="random-init ResNet50 (seed 365): gradient sign agreement 99.863% < 99.9% "
+    "(torch fp32 itself is 7e-3 from fp64 here); open in issue 3",
+    strict=False,
+)
+def test_export_places365_architecture(places365, onnx_cache) -> None:
+    _check_export(places365, exported(places365, onnx_cache))
+
+
+@pytest.mark.skip(reason="BRISQUE's gradient graph (~11k nodes) did not finish exporting in 23 min; open work in issue 3")
+def test_export_brisque(brisque, onnx_cache) -> None:
+    manifest = _check_export(brisque, exported(brisque, onnx_cache))
+    assert {(p.height, p.width) for p in manifest.graphs} == {(384, 512), (512, 384)}
+    assert json.loads((exported(brisque, onnx_cache) / "manifest.json").read_text())["input"]["channels"] == 1

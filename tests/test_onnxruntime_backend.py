@@ -1,0 +1,141 @@
+"""The onnxruntime backend against the torch backend, IO binding, providers, attacks."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from camo_engine.attack import IFGSM, AttackConfig
+from camo_engine.backends import BACKENDS, TorchBackend, make_backend
+from camo_engine.backends.base import Step
+from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend, ProviderError, select_providers
+from camo_engine.export.check import compare, noise_floor
+from camo_engine.export.examples import example_batch, example_targets, sample_images, victim_geometries
+from camo_engine.victims import load_victim
+from onnx_cases import TinyClassifier, brisque, efficientnet, exported, onnx_cache, places365  # noqa: F401
+
+
+def test_backend_is_registered() -> None:
+    assert "onnxruntime" in BACKENDS
+
+
+def test_unavailable_provider_is_a_clear_error() -> None:
+    with pytest.raises(ProviderError, match=r"CUDAExecutionProvider.*available: .*CPUExecutionProvider"):
+        select_providers(["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_unavailable_provider_falls_back_to_cpu_with_a_warning() -> None:
+    with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider"):
+        chosen = select_providers(["TensorrtExecutionProvider", "CUDAExecutionProvider"], fallback=True)
+    assert chosen == ["CPUExecutionProvider"]
+
+
+def _agree(victim, backend, batch: torch.Tensor) -> None:
+    targets = example_targets(victim, batch)
+    reference = TorchBackend(victim).step(batch, targets)
+    step = backend.step(batch, targets)
+    result = compare(tuple(step), tuple(reference), noise_floor(victim, batch, targets, reference.grad))
+    assert result.ok, result
+    torch.testing.assert_close(backend.outputs(batch), reference.outputs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_io_binding_writes_into_preallocated_buffers(onnx_cache) -> None:
+    victim = TinyClassifier()
+    backend = OnnxRuntimeBackend(exported(victim, onnx_cache), intra_op_threads=1, optimization="basic")
+    batch = example_batch(victim, (33, 33), 3)
+    targets = example_targets(victim, batch)
+    out = Step(torch.full((3, 10), float("nan")), torch.full((3,), float("nan")), torch.full_like(batch, float("nan")))
+    step = backend.step(batch, targets, out=out)
+    assert step.grad.data_ptr() == out.grad.data_ptr() and step.outputs.data_ptr() == out.outputs.data_ptr()
+    assert torch.isfinite(out.grad).all() and torch.isfinite(out.loss).all()
+    fresh = backend.step(batch, targets)
+    assert torch.equal(fresh.grad, out.grad) and torch.equal(fresh.loss, out.loss)
+
+
+@pytest.mark.slow
+def test_from_victim_exports_once(tmp_path) -> None:
+    victim = TinyClassifier()
+    first = OnnxRuntimeBackend.from_victim(victim, cache_dir=tmp_path)
+    stamp = (first.directory / "gradient.onnx").stat().st_mtime_ns
+    second = make_backend("onnxruntime", TinyClassifier(), cache_dir=tmp_path)
+    assert second.directory == first.directory
+    assert (second.directory / "gradient.onnx").stat().st_mtime_ns == stamp
+    other = OnnxRuntimeBackend.from_victim(TinyClassifier(confidence=1.0), cache_dir=tmp_path)
+    assert other.directory != first.directory  # the loss is baked in: a new objective re-exports
+
+
+def _real_batches(victim, size: int = 4):
+    images = sample_images()
+    for geometry in victim_geometries(victim):
+        same = [im for im in images if victim.geometry(*im.shape[1:]) == geometry][:size]
+        if same:
+            yield torch.stack([victim.preprocess(im) for im in same]).detach()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        "efficientnet",
+        "places365",
+        pytest.param("brisque", marks=pytest.mark.skip(reason="BRISQUE ONNX export does not finish yet (issue 3)")),
+    ],
+)
+def test_onnxruntime_agrees_with_torch_on_photos(name, request, onnx_cache) -> None:
+    victim = request.getfixturevalue(name)
+    backend = OnnxRuntimeBackend(exported(victim, onnx_cache), intra_op_threads=2)
+    for batch in _real_batches(victim):
+        _agree(victim, backend, batch)
+
+
+@pytest.mark.slow
+def test_attack_through_onnxruntime_matches_torch(efficientnet, onnx_cache) -> None:
+    images = sample_images()
+    ort_backend = OnnxRuntimeBackend(exported(efficientnet, onnx_cache), intra_op_threads=2)
+    config = AttackConfig()
+    by_torch = {r.index: r for r in IFGSM(efficientnet, TorchBackend(efficientnet), config).run(images)}
+    by_ort = {r.index: r for r in IFGSM(efficientnet, ort_backend, config).run(images)}
+    assert [by_ort[i].protected for i in sorted(by_ort)] == [by_torch[i].protected for i in sorted(by_torch)]
+    assert all(abs(by_ort[i].steps - by_torch[i].steps) <= 1 for i in by_torch)
+
+
+def test_onnx_file_victim_refuses_the_torch_backend(tmp_path) -> None:
+    path = _tiny_onnx_file(tmp_path)
+    victim = load_victim(f"onnx:{path}")
+    with pytest.raises(ValueError, match="use --backend onnxruntime"):
+        make_backend("torch", victim)
+
+
+@pytest.mark.slow
+def test_onnx_file_victim_runs_on_onnxruntime(tmp_path) -> None:
+    """A user's file plus its JSON config: outputs like the torch model, a usable gradient."""
+    path = _tiny_onnx_file(tmp_path)
+    victim = load_victim(f"onnx:{path}", top_k=1)
+    assert victim.kind == "classifier" and victim.geometry(100, 50) == (33, 33)
+    backend = make_backend("onnxruntime", victim, cache_dir=tmp_path / "cache")
+    tiny = TinyClassifier()
+    batch = example_batch(tiny, (33, 33), 2)
+    _agree(tiny, backend, batch)
+    manifest = json.loads((backend.directory / "manifest.json").read_text())
+    assert manifest["input"]["from_rgb"]["std"] == pytest.approx([0.5])
+
+
+def _tiny_onnx_file(tmp_path):
+    """TinyClassifier's exported forward graph with a config saying how to feed it."""
+    import shutil
+
+    from camo_engine.export.trace import forward_function, to_onnx, trace
+
+    path = tmp_path / "tiny.onnx"
+    victim = TinyClassifier()
+    batch = torch.rand(2, 3, 33, 33) * 2 - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to_onnx(trace(forward_function(victim), (batch,)), (batch,), ["input"], ["logits"], path, opset=18, ir_version=10)
+    (tmp_path / "tiny.onnx.json").write_text(json.dumps({"height": 33, "width": 33, "mean": [0.5], "std": [0.5]}))
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    return path
