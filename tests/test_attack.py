@@ -107,19 +107,32 @@ def test_targeted_mode_reaches_the_target(photos):
     assert victim.describe(r.after.outputs) == ["pizza"]
 
 
+class LogitsOnly(Classifier):
+    """A classifier objective with no network: enough to test the margin logic alone."""
+
+    def geometry(self, height, width):
+        return height, width
+
+    def preprocess(self, image):
+        return image
+
+    def network(self, batch):
+        return batch
+
+
 def test_margin_covers_top_k_and_targeted():
     cats = [str(i) for i in range(5)]
     logits = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]])
-    top1 = Classifier(cats, top_k=1)
+    top1 = LogitsOnly(cats, top_k=1)
     mask = top1.reference(logits, logits)
     assert mask.tolist() == [[1, 0, 0, 0, 0]]
     assert not top1.is_protected(logits, mask)
     assert top1.is_protected(torch.tensor([[3.9, 4.0, 3.0, 2.0, 1.0]]), mask)
-    top3 = Classifier(cats, top_k=3)
+    top3 = LogitsOnly(cats, top_k=3)
     # class 0 is 3rd: still inside the top-3, so not protected.
     assert not top3.is_protected(torch.tensor([[3.5, 4.0, 3.8, 2.0, 1.0]]), mask)
     assert top3.is_protected(torch.tensor([[1.5, 4.0, 3.8, 2.0, 1.0]]), mask)
-    targeted = Classifier(cats, target_class=4)
+    targeted = LogitsOnly(cats, target_class=4)
     tmask = targeted.reference(logits, logits)
     assert tmask.tolist() == [[1, 1, 1, 1, 0]]
     assert not targeted.is_protected(logits, tmask)
