@@ -262,6 +262,14 @@ def enhancers() -> None:
     Console().print(table)
 
 
+# Commands kept in their own modules; they import the option types above, hence down here.
+from .cli_bench import bench_command  # noqa: E402
+from .cli_evaluate import evaluate_command  # noqa: E402
+
+app.command("evaluate")(evaluate_command)
+app.command("bench")(bench_command)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="camo-engine")

@@ -64,9 +64,6 @@ REGISTRY: dict[str, VictimEntry] = {
     ),
 }
 
-REGRESSOR_OPTIONS = ("threshold", "target")
-CLASSIFIER_OPTIONS = ("top_k", "target_class", "confidence")
-
 
 def load_victim(name: str, **options: Any) -> Victim:
     """Build a victim by name; options that are ``None`` are left at the victim's defaults.
@@ -81,8 +78,13 @@ def load_victim(name: str, **options: Any) -> Victim:
         return load_onnx_victim(name.removeprefix("onnx:"), **given)
     if name not in REGISTRY:
         raise ValueError(f"unknown victim {name!r}; known: {', '.join(REGISTRY)}, or onnx:PATH")
-    victim = REGISTRY[name].factory(**given)
-    return victim
+    try:
+        victim = REGISTRY[name].factory(**given)
+    except TypeError as exc:  # an option this victim does not take
+        raise ValueError(f"victim {name!r}: {exc}") from exc
+    # Inference mode for good: batch norm must never switch to batch statistics, even if a
+    # caller (torchattacks does) later calls .train() on a wrapper and .eval() is forgotten.
+    return victim.eval()
 
 
 __all__ = [

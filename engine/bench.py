@@ -1,0 +1,574 @@
+"""``camo-engine bench``: how fast the attack protects photos, and how it fares against the tools
+a user would pick instead.
+
+Modelled on timm's ``benchmark.py``: an embedded default workload (the bundled sample photos
+plus deterministic crops of them), warm-up, then timed runs reported as median and min/max,
+over a grid of settings (victim x backend x precision x batch size x threads x layout).
+
+Success is always honest: the protected photo is quantised, re-encoded as JPEG and judged
+against what the victim says of the original after the same re-encoding.  Ours reports that
+verdict itself (:class:`camo_engine.attack.AttackResult`); every other tool's output is judged
+afterwards by :func:`camo_engine.evaluate.judge` with the same definition, outside its timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import functools
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import jpeg
+from .attack import IFGSM, AttackConfig
+from .backends import GradientBackend, Step, make_backend
+from .evaluate import judge, jpeg_condition, write_csv
+from .imageio import load_image
+from .metrics import linf, psnr
+from .samples import sample_paths
+from .victims import Victim, load_victim
+
+DEFAULT_IMAGES = 32
+DEFAULT_SIZE = 384  # short side: BRISQUE's input height, above EfficientNet's 224
+# (scale, vertical, horizontal): a crop of ``scale`` times each side, placed at that fraction of
+# the free margin.  Sample photos x these crops give distinct, deterministic images.
+CROPS = (
+    (1.0, 0.5, 0.5), (0.8, 0.0, 0.0), (0.8, 1.0, 1.0), (0.8, 0.0, 1.0),
+    (0.8, 1.0, 0.0), (0.6, 0.5, 0.5), (0.6, 0.0, 0.0), (0.6, 1.0, 1.0),
+)
+PEAK_MATMUL_SIZE = 2048
+PEAK_REPEATS = 5
+TOOLS = ("torchattacks", "reference", "art")
+OURS = "camo-engine I-FGSM (ours)"
+REFERENCE_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_hcmus.py"
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+# -- workload ----------------------------------------------------------------------------------
+def bench_images(count: int = DEFAULT_IMAGES, short_side: int = DEFAULT_SIZE) -> list[tuple[str, np.ndarray]]:
+    """The sample photos, then crops of them, each resized to ``short_side``: ``count`` images."""
+    photos = [(p.stem, load_image(p).rgb) for p in sample_paths()]
+    limit = len(photos) * len(CROPS)
+    if not 1 <= count <= limit:
+        raise ValueError(f"the default workload has 1 to {limit} images, asked for {count}")
+    out = []
+    for c, (scale, top, left) in enumerate(CROPS):
+        for name, rgb in photos:
+            if len(out) == count:
+                return out
+            h, w = rgb.shape[:2]
+            ch, cw = round(h * scale), round(w * scale)
+            y, x = round((h - ch) * top), round((w - cw) * left)
+            out.append((f"{name}-{c}", _short_side(rgb[y : y + ch, x : x + cw], short_side)))
+    return out
+
+
+def _short_side(rgb: np.ndarray, short_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    k = short_side / min(h, w)
+    return _resize(rgb, (max(1, round(h * k)), max(1, round(w * k))))
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.LANCZOS))
+
+
+def fit(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop to the aspect of ``size`` = (h, w), then resize to it: the same-size photos
+    that batch-oriented tools need, given to every tool alike."""
+    h, w = rgb.shape[:2]
+    k = min(h / size[0], w / size[1])
+    ch, cw = round(size[0] * k), round(size[1] * k)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return _resize(rgb[y : y + ch, x : x + cw], size)
+
+
+# -- measuring -----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def reset_peak_rss() -> None:
+    """Restart the kernel's peak-RSS count (Linux), so each measurement gets its own peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS since the last reset (VmHWM); else the process's lifetime peak (ru_maxrss)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@functools.cache
+def matmul_peak_gflops(precision: str, threads: int) -> float:
+    """Best GFLOP/s of a large square matmul at this precision and thread count."""
+    dtype = PRECISION_DTYPES[precision]
+    n = PEAK_MATMUL_SIZE
+    with torch_threads(threads):
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        torch.matmul(a, b)  # warm-up: thread pool and kernel selection
+        best = math.inf
+        for _ in range(PEAK_REPEATS):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def victim_gflop_per_row(victim: Victim, geometry: tuple[int, int]) -> float:
+    """GFLOP of one forward + input-gradient pass on one image at the victim's input size.
+
+    FlopCounterMode counts matmul and convolution FLOPs only: right for CNNs, a large
+    undercount for element-wise models such as BRISQUE.
+    """
+    x = victim.preprocess(torch.rand(3, *geometry)).detach()[None].requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        outputs = victim.network(x).float()
+        loss = victim.loss(outputs, victim.reference(outputs.detach(), outputs.detach())).sum()
+        loss.backward()  # FlopCounterMode's module hooks refuse autograd.grad on a leaf input
+    return counter.get_total_flops() / 1e9
+
+
+class CountingBackend:
+    """Delegates to a backend and counts gradient passes, rows and seconds spent in them."""
+
+    def __init__(self, inner: GradientBackend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps, self.rows, self.seconds = 0, 0, 0.0
+
+    def outputs(self, batch: Tensor) -> Tensor:
+        return self.inner.outputs(batch)
+
+    def step(self, batch: Tensor, targets: Tensor) -> Step:
+        start = time.perf_counter()
+        result = self.inner.step(batch, targets)
+        self.seconds += time.perf_counter() - start
+        self.steps += 1
+        self.rows += batch.shape[0]
+        return result
+
+
+@dataclass
+class Outcome:
+    """What one run of a tool produced."""
+
+    adversarial: list[np.ndarray]  # (H, W, 3) uint8, as would be written
+    rows: int  # image forward+input-gradient passes
+    batch_steps: int  # batched gradient passes
+    backend_seconds: float = math.nan  # time inside those passes, when known
+    steps: list[int] | None = None  # per image, when the tool stops early
+    protected: list[bool] | None = None  # honest verdicts, when the tool gives them (ours)
+    alone: list[bool] | None = None
+
+
+Tool = Callable[[list[np.ndarray]], Outcome]
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup: int = 1
+    runs: int = 3
+
+
+def measure(tool: Tool, images: list[np.ndarray], warm_count: int, timing: Timing) -> tuple[list[float], Outcome, float]:
+    """Warm up on the first ``warm_count`` images, then time full runs.
+
+    Returns the wall times, the outcome of the median run and the peak RSS in MiB.
+    """
+    for _ in range(timing.warmup):
+        tool(images[:warm_count])
+    reset_peak_rss()
+    runs = []
+    for _ in range(timing.runs):
+        start = time.perf_counter()
+        outcome = tool(images)
+        runs.append((time.perf_counter() - start, outcome))
+    walls = [wall for wall, _ in runs]
+    median_run = sorted(runs, key=lambda r: r[0])[(len(runs) - 1) // 2][1]
+    return walls, median_run, peak_rss_mib()
+
+
+def outcome_row(
+    victim: Victim,
+    judge_backend: GradientBackend,
+    images: list[np.ndarray],
+    walls: list[float],
+    outcome: Outcome,
+    peak_rss: float,
+    quality: int,
+) -> dict[str, Any]:
+    """The row fields every tool shares: speed, honest success, fidelity, memory."""
+    protected, alone = outcome.protected, outcome.alone
+    if protected is None:
+        judged = judge(victim, judge_backend, images, outcome.adversarial, jpeg_condition(quality))
+        protected, alone = judged.protected.tolist(), judged.alone.tolist()
+    n = len(images)
+    wall = statistics.median(walls)
+    success = sum(protected) / n
+    return {
+        "images": n,
+        "runs": len(walls),
+        "wall_median_s": wall,
+        "wall_min_s": min(walls),
+        "wall_max_s": max(walls),
+        "images_per_s": n / wall,
+        "success_rate": success,
+        "jpeg_alone_rate": sum(alone) / n,
+        "protections_per_s": success * n / wall,
+        "gradient_rows": outcome.rows,
+        "batch_steps": outcome.batch_steps,
+        "mean_steps": statistics.fmean(outcome.steps) if outcome.steps else outcome.rows / n,
+        "s_per_row": wall / outcome.rows if outcome.rows else math.nan,
+        "s_per_batch_step": wall / outcome.batch_steps if outcome.batch_steps else math.nan,
+        "psnr_median": statistics.median(psnr(a, b) for a, b in zip(images, outcome.adversarial)),
+        "linf_max": max(linf(a, b) for a, b in zip(images, outcome.adversarial)),
+        "peak_rss_mib": peak_rss,
+    }
+
+
+# -- the tools -------------------------------------------------------------------------------
+def ours(victim: Victim, backend: CountingBackend, config: AttackConfig) -> Tool:
+    """camo-engine's batched I-FGSM with early stop; verdicts from its AttackResults."""
+
+    def run(images: list[np.ndarray]) -> Outcome:
+        backend.reset()
+        attack = IFGSM(victim, backend, config)
+        results = sorted(attack.run(jpeg.to_float(im) for im in images), key=lambda r: r.index)
+        return Outcome(
+            adversarial=[r.rgb for r in results],
+            rows=backend.rows,
+            batch_steps=backend.steps,
+            backend_seconds=backend.seconds,
+            steps=[r.steps for r in results],
+            protected=[r.protected for r in results],
+            alone=[r.jpeg_alone for r in results],
+        )
+
+    return run
+
+
+def _batches(images: list[np.ndarray], size: int) -> Iterator[Tensor]:
+    for start in range(0, len(images), size):
+        yield torch.stack([jpeg.to_float(im) for im in images[start : start + size]])
+
+
+def torchattacks_tool(kind: str, victim: Victim, eps: float, alpha: float, steps: int, batch_size: int, seed: int) -> Tool:
+    """torchattacks ``BIM`` or ``PGD`` on the victim (preprocess + network on a same-size batch),
+    labelled with the clean top-1."""
+    import torchattacks
+
+    attack = getattr(torchattacks, kind)(victim, eps=eps, alpha=alpha, steps=steps)
+
+    def run(images: list[np.ndarray]) -> Outcome:
+        torch.manual_seed(seed)  # PGD's random start
+        adversarial = []
+        for batch in _batches(images, batch_size):
+            with torch.no_grad():
+                labels = victim(batch).argmax(1)
+            adversarial += [jpeg.to_uint8(x) for x in attack(batch, labels)]
+        return Outcome(adversarial, len(images) * steps, math.ceil(len(images) / batch_size) * steps)
+
+    return run
+
+
+def art_tool(victim: Victim, eps: float, alpha: float, steps: int, batch_size: int) -> Tool:
+    """IBM ART's BasicIterativeMethod on a PyTorchClassifier around the victim."""
+    from art.attacks.evasion import BasicIterativeMethod
+    from art.estimators.classification import PyTorchClassifier
+
+    def run(images: list[np.ndarray]) -> Outcome:
+        x = np.stack([jpeg.to_float(im).numpy() for im in images])
+        classifier = PyTorchClassifier(
+            model=victim,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=x.shape[1:],
+            nb_classes=victim.num_classes,
+            clip_values=(0.0, 1.0),
+            device_type="cpu",
+        )
+        labels = classifier.predict(x, batch_size=batch_size).argmax(1)
+        attack = BasicIterativeMethod(
+            classifier, eps=eps, eps_step=alpha, max_iter=steps, batch_size=batch_size, verbose=False
+        )
+        adversarial = attack.generate(x=x, y=labels)
+        return Outcome(
+            [jpeg.to_uint8(torch.from_numpy(a)) for a in adversarial],
+            len(images) * steps,
+            math.ceil(len(images) / batch_size) * steps,
+        )
+
+    return run
+
+
+def load_reference() -> Any:
+    """``benchmarks/reference_hcmus.py`` of the source tree (it is not part of the package)."""
+    spec = importlib.util.spec_from_file_location("reference_hcmus", REFERENCE_FILE)
+    if spec is None or spec.loader is None or not REFERENCE_FILE.is_file():
+        raise ImportError(f"{REFERENCE_FILE} not found (run from a source checkout)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reference_tool(reference: Any, victim: Victim, eps: float, alpha: float, steps: int) -> Tool:
+    """The published HCMUS 2020 loop (``reference`` is its module): batch size 1, fixed steps,
+    no early stop, fp32."""
+
+    def run(images: list[np.ndarray]) -> Outcome:
+        adversarial = [
+            jpeg.to_uint8(reference.attack_one(victim, jpeg.to_float(im), eps, alpha, steps)) for im in images
+        ]
+        return Outcome(adversarial, len(images) * steps, len(images) * steps)
+
+    return run
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A competing tool at one setting."""
+
+    tool: str
+    setting: str
+    eps: float
+    alpha: float
+    steps: int
+    batch_size: int
+    build: Callable[[], Tool]
+
+
+def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tuple[list[Contender], list[str]]:
+    """The selected tools at their defaults and at our eps/alpha/steps; notes on those left out."""
+    ours_budget = (config.eps, config.alpha, config.steps)
+    bs = config.batch_size
+    out: list[Contender] = []
+    notes: list[str] = []
+    classifier = victim.kind == "classifier"
+    for name in tools:
+        if name not in TOOLS:
+            raise ValueError(f"unknown tool {name!r}; known: {', '.join(TOOLS)}")
+        if name in ("torchattacks", "art") and not classifier:
+            notes.append(f"{name}: skipped for {victim.name}, it attacks classifiers (cross-entropy on labels)")
+            continue
+        if name == "torchattacks":
+            for kind in ("BIM", "PGD"):
+                # torchattacks' own defaults for both: eps 8/255, alpha 2/255, 10 steps.
+                for setting, (eps, alpha, steps) in (("defaults", (8 / 255, 2 / 255, 10)), ("ours", ours_budget)):
+                    out.append(Contender(f"torchattacks {kind}", setting, eps, alpha, steps, bs,
+                                         functools.partial(torchattacks_tool, kind, victim, eps, alpha, steps, bs, config.seed)))
+        elif name == "reference":
+            try:
+                reference = load_reference()
+            except ImportError as exc:
+                notes.append(f"reference: skipped ({exc})")
+                continue
+            paper = (reference.PAPER_EPS, reference.PAPER_ALPHA, reference.PAPER_STEPS)
+            for setting, (eps, alpha, steps) in (("paper", paper), ("ours", ours_budget)):
+                out.append(Contender("HCMUS 2020 (reference)", setting, eps, alpha, steps, 1,
+                                     functools.partial(reference_tool, reference, victim, eps, alpha, steps)))
+        else:
+            # ART's defaults (eps 0.3, eps_step 0.1, 100 steps) are far outside a camouflage budget.
+            out.append(Contender("ART BasicIterativeMethod", "ours", *ours_budget, bs,
+                                 functools.partial(art_tool, victim, *ours_budget, bs)))
+    return out, notes
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GridPoint:
+    victim: str
+    backend: str = "torch"
+    precision: str = "fp32"
+    batch_size: int = 8
+    threads: int = 1
+    channels_last: bool = False
+
+
+def _backend(point: GridPoint, victim: Victim) -> GradientBackend:
+    """The point's backend.  Options at their defaults (fp32, contiguous) are left out, since not
+    every backend takes them; one that does not take a wanted option raises TypeError."""
+    options: dict[str, Any] = {}
+    if point.precision != "fp32":
+        options["precision"] = point.precision
+    if point.channels_last:
+        options["channels_last"] = True
+    if point.backend == "onnxruntime":  # its own thread pool: torch.set_num_threads misses it
+        options["intra_op_threads"] = point.threads
+    return make_backend(point.backend, victim, **options)
+
+
+def run_point(
+    point: GridPoint, victim: Victim, backend: GradientBackend, images: list[np.ndarray], config: AttackConfig, timing: Timing
+) -> dict[str, Any]:
+    """One grid point: throughput, honest success, step costs, memory and achieved FLOP rate."""
+    config = dataclasses.replace(config, batch_size=point.batch_size)
+    with torch_threads(point.threads):
+        backend = CountingBackend(backend)
+        try:
+            walls, outcome, peak = measure(ours(victim, backend, config), images, point.batch_size, timing)
+        finally:
+            victim.to(memory_format=torch.contiguous_format)  # undo a channels-last backend
+        geometry = victim.geometry(*images[0].shape[:2])
+        gflop = victim_gflop_per_row(victim, geometry)
+    row = {**dataclasses.asdict(point), **outcome_row(victim, make_backend("torch", victim), images, walls, outcome, peak, config.jpeg_quality)}
+    achieved = gflop * outcome.rows / outcome.backend_seconds
+    peak_gflops = matmul_peak_gflops(point.precision, point.threads)
+    row.update(
+        backend_share=outcome.backend_seconds / row["wall_median_s"],
+        gflop_per_row=gflop,
+        achieved_gflops=achieved,
+        matmul_peak_gflops=peak_gflops,
+        peak_fraction=achieved / peak_gflops,
+    )
+    return row
+
+
+def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: AttackConfig, timing: Timing, tools: Sequence[str], log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Ours and every contender on the same photos fitted to the victim's input size."""
+    fitted = [fit(rgb, victim.geometry(*rgb.shape[:2])) for rgb in images]
+    config = dataclasses.replace(config, batch_size=point.batch_size)
+    judge_backend = make_backend("torch", victim)
+    candidates, notes = contenders(victim, config, tools)
+    ours_entry = Contender(OURS, "ours", config.eps, config.alpha, config.steps, point.batch_size,
+                           lambda: ours(victim, CountingBackend(_backend(point, victim)), config))
+    rows = []
+    with torch_threads(point.threads):
+        for entry in [ours_entry, *candidates]:
+            try:
+                tool = entry.build()
+            except ImportError as exc:
+                notes.append(f"{entry.tool}: skipped, not installed ({exc})")
+                continue
+            walls, outcome, peak = measure(tool, fitted, entry.batch_size, timing)
+            victim.to(memory_format=torch.contiguous_format)
+            row = {
+                "victim": victim.name, "tool": entry.tool, "setting": entry.setting,
+                "eps": entry.eps, "alpha": entry.alpha, "steps": entry.steps, "batch_size": entry.batch_size,
+                "precision": point.precision if entry is ours_entry else "fp32", "threads": point.threads,
+            }
+            row.update(outcome_row(victim, judge_backend, fitted, walls, outcome, peak, config.jpeg_quality))
+            rows.append(row)
+            log(f"{victim.name}: {entry.tool} ({entry.setting}): success {row['success_rate']:.0%}, "
+                f"{row['protections_per_s']:.3f} protections/s")
+    return _with_ratios(rows), notes
+
+
+def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours / theirs for success rate and successful protections per second, on every row."""
+    ours_row = rows[0]
+    for row in rows:
+        for key, name in (("success_rate", "success_ratio_ours_over"), ("protections_per_s", "pps_ratio_ours_over")):
+            row[name] = ours_row[key] / row[key] if row[key] else math.inf
+    return rows
+
+
+def environment() -> dict[str, Any]:
+    """Where and when the numbers were taken (the CPU may be shared: load average included)."""
+    cpu_flags = ""
+    with contextlib.suppress(OSError):
+        cpu_flags = next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "")
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchattacks": version("torchattacks"),
+        "adversarial-robustness-toolbox": version("adversarial-robustness-toolbox"),
+        "cpus": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in cpu_flags,
+        "load_average": os.getloadavg(),
+    }
+
+
+def run_bench(
+    points: Sequence[GridPoint],
+    config: AttackConfig,
+    images: list[tuple[str, np.ndarray]],
+    timing: Timing = Timing(),
+    compare_timing: Timing | None = None,
+    tools: Sequence[str] | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """The grid, then (with ``tools``) the comparison on the first grid point of each victim."""
+    result: dict[str, Any] = {
+        "environment": environment(),
+        "settings": {
+            "attack": dataclasses.asdict(config), "warmup": timing.warmup, "runs": timing.runs,
+            "images": [name for name, _ in images], "sizes": [rgb.shape[:2] for _, rgb in images],
+        },
+        "grid": [], "compare": [], "notes": [],
+    }
+    pixels = [rgb for _, rgb in images]
+    victims: dict[str, Victim] = {}
+    for point in points:
+        if point.victim not in victims:
+            # eval(): victims come back in training mode, and torchattacks restores that mode
+            # with .train() after each call, switching batch norm to batch statistics.
+            victims[point.victim] = load_victim(point.victim).eval()
+        try:
+            backend = _backend(point, victims[point.victim])
+        except (ValueError, TypeError) as exc:  # a backend or option this build does not have
+            result["notes"].append(f"{point}: skipped: {exc}")
+            log(f"skipped {point}: {exc}")
+            continue
+        row = run_point(point, victims[point.victim], backend, pixels, config, timing)
+        result["grid"].append(row)
+        log(f"{point}: {row['images_per_s']:.2f} images/s, success {row['success_rate']:.0%}")
+    if tools:
+        compare_timing = compare_timing or timing
+        result["settings"].update(compare_warmup=compare_timing.warmup, compare_runs=compare_timing.runs, tools=list(tools))
+        first = {}
+        for point in points:
+            first.setdefault(point.victim, point)
+        for name, point in first.items():
+            rows, notes = compare(point, victims[name], pixels, config, compare_timing, tools, log)
+            result["compare"] += rows
+            result["notes"] += notes
+    result["environment"]["load_average_end"] = os.getloadavg()
+    return result
+
+
+def write_results(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    """``stem.json`` (everything), ``stem.csv`` (grid), ``stem_compare.csv`` (with --compare)."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / f"{stem}.json"
+    data.write_text(json.dumps(result, indent=2, default=str))
+    tables = ((f"{stem}.csv", result["grid"]), (f"{stem}_compare.csv", result["compare"]))
+    return [data, *(write_csv(out / name, rows) for name, rows in tables if rows)]

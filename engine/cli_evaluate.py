@@ -1,0 +1,126 @@
+"""``camo-engine evaluate ORIGINALS PROTECTED``: protection, transfer, fidelity and appeal.
+
+Registered by :mod:`camo_engine.cli` as ``app.command("evaluate")(evaluate_command)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli import WeightsOpt, console
+from .evaluate import DEFAULT_VICTIMS, Evaluation, conditions, evaluate, write_outputs, write_plots
+from .victims import REGISTRY, Victim, load_victim
+
+
+def parse_list(text: str, kind: type, name: str) -> list:
+    """``"95,90,75"`` -> ``[95, 90, 75]``; a bad item is a usage error naming the option."""
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}: {text!r} is not a comma-separated list of {kind.__name__}") from exc
+
+
+def load_victims(names: list[str], weights: Path | None) -> tuple[dict[str, Victim], list[str]]:
+    """The victims that load, and a message for each that does not (the others still run)."""
+    loaded: dict[str, Victim] = {}
+    failed: list[str] = []
+    for name in names:
+        # Only victims that need a file take --weights (the others would reject the option).
+        needs_file = name in REGISTRY and REGISTRY[name].info.needs != "nothing"
+        try:
+            loaded[name] = load_victim(name, **({"weights": weights} if needs_file else {}))
+        except Exception as exc:  # noqa: BLE001 - any victim failure is reported, the rest go on
+            failed.append(f"victim {name} skipped: {type(exc).__name__}: {exc}")
+    return loaded, failed
+
+
+def _rate(rate: float, alone: float) -> str:
+    return "n/a" if math.isnan(rate) else f"{rate:.0%} ({alone:.0%})"
+
+
+def summary_table(evaluation: Evaluation) -> Table:
+    """Victims x conditions: protection rate, with the condition-alone share in brackets."""
+    table = Table(title=f"camo-engine evaluate: {len(evaluation.images)} pairs — protected (condition alone)")
+    table.add_column("victim")
+    for cond in evaluation.conditions:
+        table.add_column(cond.label, justify="right")
+    summary = evaluation.summary()
+    for name in evaluation.victims:
+        rows = {r["condition"]: r for r in summary if r["victim"] == name}
+        attacked = rows[evaluation.conditions[0].name]["attacked"]
+        mark = {True: " [bold](attacked)", False: " (transfer)", None: ""}[attacked]
+        table.add_row(name + mark, *(_rate(rows[c.name]["protection_rate"], rows[c.name]["alone_rate"]) for c in evaluation.conditions))
+    return table
+
+
+def quality_table(evaluation: Evaluation) -> Table:
+    """Fidelity (PSNR, SSIM, L-inf) and the appeal measures before and after."""
+    table = Table(title="fidelity and appeal")
+    for column in ("measure", "original", "protected", "change"):
+        table.add_column(column, justify="right")
+    fid = evaluation.fidelity_summary()
+    table.add_row("PSNR (median)", "", f"{fid['psnr_median']:.2f} dB", "")
+    table.add_row("SSIM (median)", "", f"{fid['ssim_median']:.4f}", "")
+    table.add_row("L-inf (max / mean)", "", f"{fid['linf_max']:g} / {fid['linf_mean']:.1f}", "")
+    for name, values in evaluation.appeal_summary().items():
+        table.add_row(name, *(f"{values[k]:.3f}" for k in ("original_mean", "protected_mean", "change_mean")))
+    return table
+
+
+def evaluate_command(
+    originals: Annotated[Path, typer.Argument(help="Folder of the original photos.", exists=True, file_okay=False)],
+    protected: Annotated[Path, typer.Argument(help="Folder of the protected photos (paired by relative path without extension).", exists=True, file_okay=False)],
+    victim: Annotated[Optional[list[str]], typer.Option("--victim", "-v", help="Victim to evaluate (repeatable); default: brisque and efficientnet-lite0.")] = None,
+    weights: WeightsOpt = None,
+    jpeg_qualities: Annotated[str, typer.Option("--jpeg", help="JPEG qualities to re-encode at, comma-separated.")] = "95,90,75",
+    resize: Annotated[str, typer.Option(help="Downscale factors, comma-separated (empty for none).")] = "0.5",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write evaluation.json, evaluation.csv, verdicts.csv, images.csv here.")] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots here.")] = None,
+) -> None:
+    """Judge protected photos against their originals under JPEG re-encoding and downscaling."""
+    try:
+        conds = conditions(parse_list(jpeg_qualities, int, "--jpeg"), parse_list(resize, float, "--resize"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    victims, failed = load_victims(list(victim or DEFAULT_VICTIMS), weights)
+    for message in failed:
+        console.print(f"[yellow]camo-engine: {message}")
+    if not victims:
+        console.print("[red]camo-engine: no victim could be loaded")
+        raise typer.Exit(2)
+    with Progress(
+        TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("evaluate", total=None)
+        result = evaluate(originals, protected, victims, conds, on_pair=lambda pair: progress.advance(task))
+    result.notes += failed
+    if not result.images:
+        console.print(f"[red]camo-engine: no image pairs between {originals} and {protected}")
+        raise typer.Exit(2)
+    for line in result.notes + [f"{e['image']}: {e['error']}" for e in result.errors]:
+        console.print(f"[yellow]camo-engine: {line}")
+    for key in result.pairing.only_original + result.pairing.only_protected + result.pairing.ambiguous:
+        console.print(f"[yellow]camo-engine: not paired: {key}")
+    stdout = Console()
+    stdout.print(summary_table(result))
+    stdout.print(quality_table(result))
+    written = write_outputs(result, out) if out else []
+    if plots:
+        try:
+            written += write_plots(result, plots)
+        except ImportError as exc:
+            console.print(f"[red]camo-engine: --plots needs matplotlib ({exc})")
+            raise typer.Exit(2) from exc
+    for path in written:
+        stdout.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    typer.run(evaluate_command)

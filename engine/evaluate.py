@@ -1,0 +1,481 @@
+"""Evaluate protected photos against their originals: protection per victim and condition,
+fidelity and appeal.
+
+A *condition* is what a platform may do to a shared photo (nothing, a JPEG re-encode, a
+downscale).  For each victim and condition the reference is what the victim says of the
+original under the same condition, so a condition that by itself changes the verdict on the
+original is not counted as the protection's win: that share is reported beside every rate.
+
+The verdict is the attack loop's own (:class:`camo_engine.attack.IFGSM`), through the victim
+API: the protected photo counts as protected when ``victim.is_protected`` holds against
+``victim.reference(clean, seen)``, where ``clean`` are the outputs on the original as is and
+``seen`` on the original under the condition.  For a classifier both top-1 classes must have
+left the top-k; for a regressor the score must be past its threshold.  The share where the
+condition alone does it is ``victim.is_protected(seen, victim.reference(clean, clean))``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from . import jpeg
+from .backends import GradientBackend, make_backend
+from .imageio import ImageLoadError, load_image
+from .metrics import fidelity
+from .report import read_rows
+from .victims import Victim
+
+# Victims evaluated when none is named: the quality regressor and the content classifier.
+DEFAULT_VICTIMS = ("brisque", "efficientnet-lite0")
+OUTPUT_BATCH = 16  # images per victim forward when judging
+CONTACT_ROWS = 4
+
+
+# -- conditions --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Condition:
+    """A transformation a shared photo may undergo, applied alike to original and protected."""
+
+    name: str  # machine name: none, jpeg90, resize0.5
+    label: str  # what tables show
+    apply: Callable[[np.ndarray], np.ndarray]
+    jpeg_quality: int | None = None
+
+
+def _identity(rgb: np.ndarray) -> np.ndarray:
+    return rgb
+
+
+def _downscale(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """Antialiased (Lanczos) resize by ``factor``, as photo sites make their smaller copies."""
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+AS_FILES = Condition("none", "as files", _identity)
+
+
+def jpeg_condition(quality: int) -> Condition:
+    """A JPEG re-encode at ``quality`` with the engine's encoder settings."""
+    return Condition(
+        f"jpeg{quality}", f"JPEG {quality}", functools.partial(jpeg.roundtrip, quality=quality), quality
+    )
+
+
+def resize_condition(factor: float) -> Condition:
+    """A downscale by ``factor`` (0 < factor <= 1)."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"resize factor must be in (0, 1], got {factor}")
+    return Condition(f"resize{factor:g}", f"resize x{factor:g}", functools.partial(_downscale, factor=factor))
+
+
+def conditions(jpeg_qualities: Iterable[int], resize_factors: Iterable[float]) -> list[Condition]:
+    """The photo as is, then each JPEG quality, then each downscale."""
+    return [AS_FILES, *map(jpeg_condition, jpeg_qualities), *map(resize_condition, resize_factors)]
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+def outputs_of(victim: Victim, backend: GradientBackend, images: Sequence[Tensor]) -> Tensor:
+    """Victim outputs (no gradient) for full-resolution (3, H, W) images of any sizes, in order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(victim.geometry(image.shape[1], image.shape[2]), []).append(i)
+    rows: dict[int, Tensor] = {}
+    for indices in groups.values():
+        for start in range(0, len(indices), OUTPUT_BATCH):
+            part = indices[start : start + OUTPUT_BATCH]
+            with torch.no_grad():
+                out = backend.outputs(torch.stack([victim.preprocess(images[i]) for i in part]))
+            rows.update(zip(part, out))
+    return torch.stack([rows[i] for i in range(len(images))])
+
+
+@dataclass
+class Judged:
+    """A victim's outputs on originals and candidates under one condition, and the verdicts."""
+
+    clean: Tensor  # originals as they are
+    seen: Tensor  # originals under the condition
+    after: Tensor  # candidates under the condition
+    protected: Tensor  # (B,) bool: the candidate is no longer judged as the original was
+    alone: Tensor  # (B,) bool: the condition alone already changes the verdict on the original
+
+
+def judge(
+    victim: Victim,
+    backend: GradientBackend,
+    originals: Sequence[np.ndarray],
+    candidates: Sequence[np.ndarray],
+    condition: Condition,
+    clean: Tensor | None = None,
+) -> Judged:
+    """Judge (H, W, 3) uint8 candidates against their originals under ``condition``.
+
+    ``clean`` (outputs on the untouched originals) may be passed in when judging one set of
+    originals under several conditions.
+    """
+    if clean is None:
+        clean = outputs_of(victim, backend, [jpeg.to_float(o) for o in originals])
+    seen = outputs_of(victim, backend, [jpeg.to_float(condition.apply(o)) for o in originals])
+    after = outputs_of(victim, backend, [jpeg.to_float(condition.apply(c)) for c in candidates])
+    protected = victim.is_protected(after, victim.reference(clean, seen))
+    alone = victim.is_protected(seen, victim.reference(clean, clean))
+    return Judged(clean, seen, after, protected, alone)
+
+
+def scores(victim: Victim, outputs: Tensor, clean: Tensor) -> list[float]:
+    """What histograms show: a regressor's score; a classifier's probability of the class
+    that was the original's top-1."""
+    if victim.kind == "classifier":
+        return outputs.float().softmax(1).gather(1, clean.argmax(1, keepdim=True))[:, 0].tolist()
+    return outputs.float().tolist()
+
+
+# -- pairing -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    key: str  # relative path without extension
+    original: Path
+    protected: Path
+
+
+@dataclass
+class Pairing:
+    pairs: list[Pair]
+    only_original: list[str]  # keys with no protected file
+    only_protected: list[str]
+    ambiguous: list[str]  # keys that name two images on one side (photo.jpg and photo.png)
+
+
+def _images_under(root: Path) -> tuple[dict[str, Path], set[str]]:
+    """Image files under ``root`` by relative path without extension; and keys seen twice."""
+    suffixes = {s.lower() for s in Image.registered_extensions()}
+    found: dict[str, Path] = {}
+    twice: set[str] = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder, name)
+            if name.startswith(".") or path.suffix.lower() not in suffixes:
+                continue
+            key = path.relative_to(root).with_suffix("").as_posix()
+            if key in found:
+                twice.add(key)
+            found[key] = path
+    return found, twice
+
+
+def pair_files(originals: Path, protected: Path) -> Pairing:
+    """Pair images by relative path without extension (outputs are .jpg/.png, inputs anything)."""
+    left, left_twice = _images_under(originals)
+    right, right_twice = _images_under(protected)
+    ambiguous = left_twice | right_twice
+    common = sorted((left.keys() & right.keys()) - ambiguous)
+    return Pairing(
+        pairs=[Pair(k, left[k], right[k]) for k in common],
+        only_original=sorted(left.keys() - right.keys() - ambiguous),
+        only_protected=sorted(right.keys() - left.keys() - ambiguous),
+        ambiguous=sorted(ambiguous),
+    )
+
+
+def attacked_victims(protected: Path) -> list[str] | None:
+    """Victims named by the ``report.jsonl`` that ``protect`` wrote there (None without one)."""
+    rows = read_rows(protected)
+    return sorted({r["victim"] for r in rows if r.get("victim")}) if rows else None
+
+
+# -- appeal (camo_engine.appeal, optional) ------------------------------------------------------
+def appeal_function() -> tuple[Callable[[np.ndarray], dict[str, float]] | None, str]:
+    """``appeal_scores`` if the appeal module is there, else None and why (evaluation goes on)."""
+    try:
+        from .appeal import appeal_scores
+    except ImportError as exc:
+        return None, f"appeal measures skipped: camo_engine.appeal is not available ({exc})"
+    return appeal_scores, ""
+
+
+# -- the evaluation ----------------------------------------------------------------------------
+@dataclass
+class Evaluation:
+    originals: Path
+    protected: Path
+    conditions: list[Condition]
+    pairing: Pairing
+    attacked: list[str] | None
+    victims: dict[str, Victim]
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # image x victim x condition
+    images: list[dict[str, Any]] = field(default_factory=list)  # image: fidelity, appeal
+    errors: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per victim and condition: protection rate beside the condition-alone share."""
+        rows = []
+        for name in self.victims:
+            for cond in self.conditions:
+                mine = [r for r in self.verdicts if r["victim"] == name and r["condition"] == cond.name]
+                n = len(mine)
+                rows.append(
+                    {
+                        "victim": name,
+                        "attacked": None if self.attacked is None else name in self.attacked,
+                        "condition": cond.name,
+                        "label": cond.label,
+                        "images": n,
+                        "protection_rate": _share(r["protected"] for r in mine),
+                        "alone_rate": _share(r["alone"] for r in mine),
+                        "original_score_mean": _mean(r["original_score"] for r in mine),
+                        "protected_score_mean": _mean(r["protected_score"] for r in mine),
+                    }
+                )
+        return rows
+
+    def fidelity_summary(self) -> dict[str, float]:
+        def values(key: str) -> list[float]:
+            return [r[key] for r in self.images if not math.isnan(r[key])]
+
+        psnr, ssim, linf = values("psnr"), values("ssim"), values("linf")
+        return {
+            "psnr_median": statistics.median(psnr) if psnr else math.nan,
+            "ssim_median": statistics.median(ssim) if ssim else math.nan,
+            "linf_max": max(linf, default=math.nan),
+            "linf_mean": _mean(linf),
+        }
+
+    def appeal_summary(self) -> dict[str, dict[str, float]]:
+        """Per appeal measure: mean on originals, on protected photos, and mean change."""
+        measures = sorted({k.removeprefix("appeal_original_") for r in self.images for k in r if k.startswith("appeal_original_")})
+        out = {}
+        for m in measures:
+            before = [r[f"appeal_original_{m}"] for r in self.images]
+            after = [r[f"appeal_protected_{m}"] for r in self.images]
+            out[m] = {
+                "original_mean": _mean(before),
+                "protected_mean": _mean(after),
+                "change_mean": _mean(b - a for a, b in zip(before, after)),
+            }
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "originals": str(self.originals),
+            "protected": str(self.protected),
+            "pairs": len(self.images),
+            "unpaired_originals": self.pairing.only_original,
+            "unpaired_protected": self.pairing.only_protected,
+            "ambiguous": self.pairing.ambiguous,
+            "attacked": self.attacked,
+            "conditions": [{"name": c.name, "label": c.label} for c in self.conditions],
+            "summary": self.summary(),
+            "fidelity": self.fidelity_summary(),
+            "appeal": self.appeal_summary(),
+            "errors": self.errors,
+            "notes": self.notes,
+            "images": self.images,
+            "verdicts": self.verdicts,
+        }
+
+
+def _share(flags: Iterable[bool]) -> float:
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else math.nan
+
+
+def _mean(values: Iterable[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(kept) if kept else math.nan
+
+
+def evaluate(
+    originals: Path,
+    protected: Path,
+    victims: Mapping[str, Victim],
+    conds: Sequence[Condition],
+    on_pair: Callable[[Pair], None] = lambda pair: None,
+) -> Evaluation:
+    """Judge every pair under every condition by every victim; also fidelity and appeal."""
+    originals, protected = Path(originals), Path(protected)
+    result = Evaluation(
+        originals, protected, list(conds), pair_files(originals, protected), attacked_victims(protected), dict(victims)
+    )
+    appeal, note = appeal_function()
+    if note:
+        result.notes.append(note)
+    backends = {name: make_backend("torch", v) for name, v in victims.items()}
+    for pair in result.pairing.pairs:
+        try:
+            original, candidate = load_image(pair.original).rgb, load_image(pair.protected).rgb
+        except ImageLoadError as exc:
+            result.errors.append({"image": pair.key, "error": str(exc)})
+            continue
+        if original.shape != candidate.shape:
+            result.errors.append(
+                {"image": pair.key, "error": f"sizes differ: {original.shape[:2]} vs {candidate.shape[:2]}"}
+            )
+            continue
+        row: dict[str, Any] = {"image": pair.key, "original": str(pair.original), "protected": str(pair.protected)}
+        row.update(fidelity(original, candidate))
+        if appeal is not None:
+            row.update({f"appeal_original_{k}": v for k, v in appeal(original).items()})
+            row.update({f"appeal_protected_{k}": v for k, v in appeal(candidate).items()})
+        result.images.append(row)
+        for name, victim in victims.items():
+            result.verdicts += _verdict_rows(pair.key, name, victim, backends[name], original, candidate, conds)
+        on_pair(pair)
+    return result
+
+
+def _verdict_rows(
+    key: str,
+    name: str,
+    victim: Victim,
+    backend: GradientBackend,
+    original: np.ndarray,
+    candidate: np.ndarray,
+    conds: Sequence[Condition],
+) -> list[dict[str, Any]]:
+    clean = outputs_of(victim, backend, [jpeg.to_float(original)])
+    rows = []
+    for cond in conds:
+        j = judge(victim, backend, [original], [candidate], cond, clean=clean)
+        rows.append(
+            {
+                "image": key,
+                "victim": name,
+                "condition": cond.name,
+                "original_says": victim.describe(j.seen)[0],
+                "protected_says": victim.describe(j.after)[0],
+                "original_score": scores(victim, j.seen, clean)[0],
+                "protected_score": scores(victim, j.after, clean)[0],
+                "protected": bool(j.protected[0]),
+                "alone": bool(j.alone[0]),
+            }
+        )
+    return rows
+
+
+# -- files ---------------------------------------------------------------------------------------
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Rows as CSV; the columns are every key, in order of first appearance."""
+    with open(path, "w", newline="", encoding="utf-8") as fp:
+        writer = csv.DictWriter(fp, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_outputs(evaluation: Evaluation, out: Path) -> list[Path]:
+    """evaluation.json (everything), evaluation.csv (summary), verdicts.csv, images.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "evaluation.json"
+    data.write_text(json.dumps(evaluation.as_dict(), indent=2, default=str))
+    return [
+        data,
+        write_csv(out / "evaluation.csv", evaluation.summary()),
+        write_csv(out / "verdicts.csv", evaluation.verdicts),
+        write_csv(out / "images.csv", evaluation.images),
+    ]
+
+
+def write_plots(evaluation: Evaluation, folder: Path, sheet_rows: int = CONTACT_ROWS) -> list[Path]:
+    """PNGs: score histograms per victim, protection rate against JPEG quality, a contact sheet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [_plot_histograms(evaluation, folder / f"scores_{name}.png", name) for name in evaluation.victims]
+    written.append(_plot_rates(evaluation, folder / "protection_vs_jpeg.png"))
+    written.append(_plot_contact_sheet(evaluation, folder / "contact_sheet.png", sheet_rows))
+    return written
+
+
+def _figure(width: float, height: float):
+    # The object-oriented API renders with Agg without touching pyplot's global backend.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _plot_histograms(evaluation: Evaluation, path: Path, name: str) -> Path:
+    victim = evaluation.victims[name]
+    conds = evaluation.conditions
+    fig = _figure(3.2 * len(conds), 3.2)
+    axes = fig.subplots(1, len(conds), squeeze=False)[0]
+    classifier = victim.kind == "classifier"
+    bins = np.linspace(0, 1, 21) if classifier else 20
+    for ax, cond in zip(axes, conds):
+        mine = [r for r in evaluation.verdicts if r["victim"] == name and r["condition"] == cond.name]
+        ax.hist([r["original_score"] for r in mine], bins=bins, alpha=0.6, label="original", color="tab:blue")
+        ax.hist([r["protected_score"] for r in mine], bins=bins, alpha=0.6, label="protected", color="tab:red")
+        threshold = getattr(victim, "threshold", None)
+        if not classifier and threshold is not None:
+            ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+        ax.set_title(cond.label)
+        ax.set_xlabel("P(original top-1 class)" if classifier else "score")
+    axes[0].set_ylabel("images")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{name}: victim score before and after protection")
+    fig.savefig(path)
+    return path
+
+
+def _plot_rates(evaluation: Evaluation, path: Path) -> Path:
+    fig = _figure(6, 4)
+    ax = fig.subplots()
+    summary = evaluation.summary()
+    for i, name in enumerate(evaluation.victims):
+        color = f"C{i}"
+        points = sorted(
+            (c.jpeg_quality, r) for c in evaluation.conditions if c.jpeg_quality is not None
+            for r in summary if r["victim"] == name and r["condition"] == c.name
+        )
+        qualities = [q for q, _ in points]
+        ax.plot(qualities, [r["protection_rate"] for _, r in points], "o-", color=color, label=f"{name}: protected")
+        ax.plot(qualities, [r["alone_rate"] for _, r in points], "x:", color=color, label=f"{name}: JPEG alone")
+        as_files = next(r for r in summary if r["victim"] == name and r["condition"] == AS_FILES.name)
+        ax.axhline(as_files["protection_rate"], color=color, linestyle="--", linewidth=0.8, label=f"{name}: as files")
+    ax.set_xticks(sorted({c.jpeg_quality for c in evaluation.conditions if c.jpeg_quality is not None}))
+    ax.set_xlabel("JPEG quality of the re-encode")
+    ax.set_ylabel("share of images")
+    ax.set_ylim(-0.02, 1.02)
+    ax.invert_xaxis()  # from mild to harsh re-encoding
+    ax.legend(fontsize="small")
+    ax.set_title("Protection rate against JPEG quality")
+    fig.savefig(path)
+    return path
+
+
+def _plot_contact_sheet(evaluation: Evaluation, path: Path, rows: int) -> Path:
+    shown = evaluation.images[:rows]
+    fig = _figure(9, 3 * max(1, len(shown)))
+    axes = fig.subplots(max(1, len(shown)), 3, squeeze=False)
+    for ax_row, row in zip(axes, shown):
+        original, candidate = load_image(Path(row["original"])).rgb, load_image(Path(row["protected"])).rgb
+        diff = candidate.astype(np.int16) - original.astype(np.int16)
+        # Stretch the 99th percentile of the difference to the full range, around mid-grey: the
+        # largest differences are a few JPEG outliers at colour edges and would hide the rest.
+        gain = 127 / max(1.0, float(np.percentile(np.abs(diff), 99)))
+        amplified = np.clip(128 + diff * gain, 0, 255).astype(np.uint8)
+        titles = (row["image"], f"protected, PSNR {row['psnr']:.1f} dB", f"difference x{gain:.0f}")
+        for ax, image, title in zip(ax_row, (original, candidate, amplified), titles):
+            ax.imshow(image)
+            ax.set_title(title, fontsize="small")
+            ax.axis("off")
+    for ax in axes.flat[3 * len(shown):]:
+        ax.axis("off")
+    fig.suptitle("original | protected | amplified difference")
+    fig.savefig(path)
+    return path

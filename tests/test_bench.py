@@ -1,0 +1,98 @@
+"""``camo-engine bench``: the workload, honest verdicts for every tool, and the output's shape
+(never the speed: the CPU is shared)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from camo_engine import bench, jpeg
+from camo_engine.attack import IFGSM, AttackConfig
+from camo_engine.backends import TorchBackend
+from camo_engine.bench import CountingBackend, bench_images, fit, victim_gflop_per_row
+from camo_engine.cli_bench import bench_command
+from camo_engine.evaluate import judge, jpeg_condition
+from camo_engine.victims import load_victim
+
+
+def test_default_workload_is_deterministic_and_large_enough():
+    images = bench_images(40, 48)
+    assert len(images) == 40 and len({name for name, _ in images}) == 40
+    assert all(min(rgb.shape[:2]) == 48 and rgb.dtype == np.uint8 for _, rgb in images)
+    again = bench_images(40, 48)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(images, again))
+    with pytest.raises(ValueError, match="default workload has 1 to"):
+        bench_images(10_000, 48)
+
+
+def test_fit_crops_to_the_aspect_then_resizes():
+    rgb = np.zeros((300, 500, 3), np.uint8)
+    assert fit(rgb, (224, 224)).shape == (224, 224, 3)
+    assert fit(rgb, (384, 512)).shape == (384, 512, 3)
+
+
+@pytest.mark.slow
+def test_ours_verdicts_match_the_shared_judge(small_photos):
+    """Other tools are judged by evaluate.judge; on our outputs it must say what the attack said."""
+    victim = load_victim("efficientnet-lite0")
+    backend = CountingBackend(TorchBackend(victim))
+    images = small_photos[:3]
+    results = sorted(IFGSM(victim, backend, AttackConfig(steps=3)).run(map(jpeg.to_float, images)), key=lambda r: r.index)
+    judged = judge(victim, backend, images, [r.rgb for r in results], jpeg_condition(90))
+    assert judged.protected.tolist() == [r.protected for r in results]
+    assert judged.alone.tolist() == [r.jpeg_alone for r in results]
+    # Every photo is in steps + 1 gradient passes (the last one finds it protected or out of steps).
+    assert backend.rows == sum(r.steps + 1 for r in results)
+    assert victim_gflop_per_row(victim, (224, 224)) > 0.3  # EfficientNet-Lite0: ~0.4 GFLOP forward
+
+
+@pytest.mark.slow
+def test_tiny_bench_with_compare(tmp_path, monkeypatch):
+    pytest.importorskip("torchattacks")
+    monkeypatch.setattr(bench, "PEAK_MATMUL_SIZE", 256)  # the peak's value is not under test
+    app = typer.Typer()
+    app.command()(bench_command)
+    args = [
+        "--victim", "efficientnet-lite0", "--images", "2", "--size", "96", "--batch-size", "2",
+        "--threads", "1", "--steps", "2", "--warmup", "1", "--runs", "1",
+        "--compare", "--tools", "reference,torchattacks", "--out", str(tmp_path), "--name", "tiny",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ours / theirs" in result.output
+
+    data = json.loads((tmp_path / "tiny.json").read_text())
+    [row] = data["grid"]
+    assert row["images"] == 2 and row["images_per_s"] > 0 and row["protections_per_s"] >= 0
+    assert 0 <= row["success_rate"] <= 1 and 0 <= row["jpeg_alone_rate"] <= 1
+    assert row["gradient_rows"] == round(2 * (row["mean_steps"] + 1))
+    assert row["peak_rss_mib"] > 0 and row["matmul_peak_gflops"] > 0 and row["achieved_gflops"] > 0
+
+    rows = data["compare"]
+    assert [(r["tool"], r["setting"]) for r in rows] == [
+        ("camo-engine I-FGSM (ours)", "ours"),
+        ("HCMUS 2020 (reference)", "paper"),
+        ("HCMUS 2020 (reference)", "ours"),
+        ("torchattacks BIM", "defaults"),
+        ("torchattacks BIM", "ours"),
+        ("torchattacks PGD", "defaults"),
+        ("torchattacks PGD", "ours"),
+    ]
+    # One set of photos: the share JPEG alone changes must be the same for every tool.
+    assert len({r["jpeg_alone_rate"] for r in rows}) == 1
+    for r in rows:
+        assert 0 <= r["success_rate"] <= 1 and r["images_per_s"] > 0
+        assert r["pps_ratio_ours_over"] > 0 and "success_ratio_ours_over" in r
+    paper = rows[1]
+    assert (paper["eps"], paper["steps"], paper["batch_size"], paper["gradient_rows"]) == (0.05, 20, 1, 40)
+    assert paper["linf_max"] <= round(0.05 * 255) + 1
+
+    with open(tmp_path / "tiny.csv", newline="") as fp:
+        assert {"images_per_s", "protections_per_s", "s_per_row", "peak_rss_mib", "peak_fraction"} <= set(next(csv.DictReader(fp)))
+    with open(tmp_path / "tiny_compare.csv", newline="") as fp:
+        assert len(list(csv.DictReader(fp))) == len(rows)
