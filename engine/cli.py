@@ -265,9 +265,11 @@ def enhancers() -> None:
 # Commands kept in their own modules; they import the option types above, hence down here.
 from .cli_bench import bench_command  # noqa: E402
 from .cli_evaluate import evaluate_command  # noqa: E402
+from .cli_train import train_protector_command  # noqa: E402
 
 app.command("evaluate")(evaluate_command)
 app.command("bench")(bench_command)
+app.command("train-protector")(train_protector_command)
 
 
 def main() -> None:

@@ -1,0 +1,225 @@
+"""The amortised protector: bounded outputs, checkpoints, ONNX, training, and I-FGSM from its output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+import camo_engine.cli  # noqa: F401  before cli_train: cli imports its command modules at its end
+from camo_engine import jpeg
+from camo_engine.amortised import (
+    ProtectorNet,
+    export_protector_onnx,
+    load_protector,
+    protector_inits,
+    protector_starts,
+    save_protector,
+)
+from camo_engine.attack import IFGSM, AttackConfig
+from camo_engine.backends import TorchBackend
+from camo_engine.cli_train import train_protector_command
+from camo_engine.train_protector import (
+    TrainConfig,
+    attack_loss,
+    clean_targets,
+    new_protector,
+    random_crops,
+    train_protector,
+)
+from camo_engine.victims import load_victim
+from camo_engine.victims.checkpoint import CheckpointError
+
+EPS = 8 / 255
+ODD_SIZES = [(1, 1), (5, 7), (37, 53)]
+
+
+def tiny_net(enhance: bool = False, working_side: int | None = None, seed: int = 0) -> ProtectorNet:
+    """A two-level net whose heads are randomised, so that its output is not the identity."""
+    torch.manual_seed(seed)
+    net = ProtectorNet(EPS, widths=(4, 8), enhance=enhance, working_side=working_side)
+    torch.nn.init.normal_(net.head.weight, std=2.0)
+    torch.nn.init.normal_(net.head.bias, std=1.0)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_victim("efficientnet-lite0")
+
+
+@pytest.fixture(scope="module")
+def tensors(small_photos: list[np.ndarray]) -> list[torch.Tensor]:
+    return [jpeg.to_float(rgb) for rgb in small_photos]
+
+
+# -- the net ------------------------------------------------------------------------------------
+def test_untrained_enhancement_is_the_identity() -> None:
+    x = torch.rand(2, 3, 9, 11)
+    with torch.no_grad():
+        centre, out = ProtectorNet(widths=(4, 8, 16), enhance=True).split(x)
+    assert torch.equal(centre, x) and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("enhance", [False, True])
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_output_is_inside_the_eps_ball_and_range(size: tuple[int, int], enhance: bool) -> None:
+    net = tiny_net(enhance)
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        centre, out = net.split(x)
+    assert out.shape == x.shape == centre.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out - centre).abs().max() <= EPS + 1e-6
+    assert (out - centre).abs().max() > EPS / 2, "the randomised heads should perturb"
+    if not enhance:
+        assert torch.equal(centre, x)
+
+
+def test_working_resolution_keeps_full_size_and_the_bound() -> None:
+    net = tiny_net(working_side=16)
+    image = torch.rand(3, 48, 70, generator=torch.Generator().manual_seed(2))
+    [(centre, init)] = list(protector_starts(net, [image]))
+    [(_, full)] = list(protector_starts(net, [image], full_resolution=True))
+    assert init.shape == full.shape == image.shape and torch.equal(centre, image)
+    assert (init - image).abs().max() <= EPS + 1e-6
+    assert not torch.equal(init, full), "the net should have run at its working side"
+    # A photo already within the working side runs as is.
+    small = image[:, :16, :20]
+    with torch.no_grad():
+        assert torch.equal(next(protector_inits(net, [small])), net(small[None])[0])
+
+
+def test_inits_of_an_enhancing_net_need_their_centres() -> None:
+    with pytest.raises(ValueError, match="protector_starts"):
+        protector_inits(tiny_net(enhance=True), [torch.rand(3, 8, 8)])
+
+
+# -- checkpoints and ONNX -----------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    net = tiny_net(enhance=True, working_side=96)
+    path = save_protector(net, tmp_path / "p.pt", {"victim": "efficientnet-lite0", "eps": EPS})
+    loaded, meta = load_protector(path)
+    assert loaded.config == net.config
+    assert meta["victim"] == "efficientnet-lite0" and "torch" in meta["versions"]
+    x = torch.rand(1, 3, 13, 17)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        load_protector(garbage)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_protector(tmp_path / "missing.pt")
+    bare = tmp_path / "bare.pt"
+    torch.save(tiny_net().state_dict(), bare)
+    with pytest.raises(CheckpointError, match="not a camo-engine protector"):
+        load_protector(bare)
+    path = save_protector(tiny_net(), tmp_path / "p.pt", {})
+    # Header says (4, 8); weights of another width do not fit.
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"] = ProtectorNet(widths=(4, 16)).state_dict()
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match="do not fit the stored architecture"):
+        load_protector(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("enhance", [False, True])
+def test_onnx_export_matches_torch_at_other_sizes(tmp_path: Path, enhance: bool) -> None:
+    net = tiny_net(enhance)
+    path = tmp_path / "p.onnx"
+    assert export_protector_onnx(net, path) <= 1e-4
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, 21, 30)  # batch, height and width unlike the traced example
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4, rtol=0)
+
+
+# -- training -----------------------------------------------------------------------------------
+def test_random_crops_are_seeded(tensors: list[torch.Tensor]) -> None:
+    def crops(seed: int) -> torch.Tensor:
+        return random_crops(tensors, 3, 24, torch.Generator().manual_seed(seed))
+
+    assert crops(0).shape == (3, 3, 24, 24)
+    assert torch.equal(crops(0), crops(0)) and not torch.equal(crops(0), crops(1))
+
+
+def test_enhancer_training_needs_a_reconstruction_weight(lite0, tensors) -> None:
+    with pytest.raises(ValueError, match="recon_weight"):
+        train_protector(lite0, tensors, TrainConfig(steps=1), enhance=torch.nn.Identity())
+
+
+@pytest.mark.slow
+def test_training_lowers_the_attack_loss_on_its_crops(lite0, tensors) -> None:
+    config = TrainConfig(steps=12, batch_size=4, crop=96, lr=3e-2, widths=(8, 16), seed=3)
+    net = train_protector(lite0, tensors, config)
+    # The very crops training drew: the same generator, drawn in the same order.
+    crops = random_crops(tensors, config.steps * config.batch_size, config.crop,
+                         torch.Generator().manual_seed(config.seed))
+    targets = clean_targets(lite0, crops)
+    with torch.no_grad():
+        before = attack_loss(lite0, new_protector(config)(crops), targets, config.jpeg_quality).mean()
+        after = attack_loss(lite0, net(crops), targets, config.jpeg_quality).mean()
+    assert after < before - 0.1, (float(before), float(after))
+
+
+# -- protection: I-FGSM from the protector's output ---------------------------------------------
+def test_ifgsm_starts_from_the_protector_and_judges_after_jpeg(lite0, tensors) -> None:
+    images = tensors[:2]
+    net = tiny_net()
+    attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(steps=2))
+    results = sorted(attack.run(images, inits=protector_inits(net, images)), key=lambda r: r.index)
+    assert [r.index for r in results] == [0, 1]
+    for r, image in zip(results, images):
+        assert 0 <= r.steps <= 2
+        original = jpeg.to_uint8(image).astype(int)
+        assert np.abs(r.rgb.astype(int) - original).max() <= round(EPS * 255) + 1
+        seen = jpeg.to_float(jpeg.roundtrip(r.rgb, 90))
+        assert lite0.describe(lite0(seen[None])) == lite0.describe(r.after.outputs)
+
+
+def test_zero_finishing_steps_return_the_protector_output(lite0, tensors) -> None:
+    images = tensors[:2]
+    net = tiny_net()
+    attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(steps=0))
+    results = sorted(attack.run(images, inits=protector_inits(net, images)), key=lambda r: r.index)
+    for r, init in zip(results, protector_inits(net, images)):
+        assert r.steps == 0
+        np.testing.assert_array_equal(r.rgb, jpeg.to_uint8(init))
+
+
+# -- the command ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_train_protector_command_writes_checkpoint_and_onnx(tmp_path: Path, small_photos) -> None:
+    photo = tmp_path / "photo.png"
+    Image.fromarray(small_photos[0]).save(photo)
+    app = typer.Typer()
+    app.command()(train_protector_command)
+    out = tmp_path / "lite0.pt"
+    args = [str(photo), "-v", "efficientnet-lite0", "--steps", "1", "--batch-size", "1",
+            "--crop", "32", "--eps", "4/255", "--enhance", "pillow", "--recon-weight", "5", "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model, meta = load_protector(out)
+    assert out.with_suffix(".onnx").is_file()
+    assert model.eps == pytest.approx(4 / 255) and model.working_side == 32 and model.enhance
+    assert meta["victim"] == "efficientnet-lite0" and meta["enhance"] == "pillow"
+    assert meta["training"]["steps"] == 1
+
+
+def test_train_protector_command_rejects_bad_options(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(train_protector_command)
+    result = CliRunner().invoke(app, ["-v", "nope", "-o", str(tmp_path / "p.pt")])
+    assert result.exit_code == 2 and "unknown victim" in result.output
