@@ -1,14 +1,12 @@
 """The ``camo-engine`` command line: a thin layer over :mod:`camo_engine`'s library API.
 
-Options shared by several commands are declared once as annotated types (the CLI's reusable
-argument groups), so every command spells and documents them the same way.
+Shared options live in :mod:`camo_engine.cli_options`; the larger commands in their own modules.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,67 +16,41 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli_bench import bench_command
+from .cli_evaluate import evaluate_command
+from .cli_options import (
+    AlphaOpt,
+    BackendOpt,
+    BatchOpt,
+    DeviceOpt,
+    EnhanceOpt,
+    EpsOpt,
+    FallbackOpt,
+    JpegOpt,
+    OnnxCacheOpt,
+    PrecisionOpt,
+    ProvidersOpt,
+    SeedOpt,
+    StepsOpt,
+    TargetClassOpt,
+    TargetOpt,
+    ThresholdOpt,
+    ThroughOpt,
+    TopKOpt,
+    VictimOpt,
+    WeightsOpt,
+    backend_options,
+    console,
+    parse_level,
+    victim_options,
+)
+from .cli_train import train_protector_command
+
 app = typer.Typer(
     help="Protect photos before sharing: adversarial camouflage judged after JPEG re-encoding.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
-
-
-def parse_level(text: str) -> float:
-    """Accept ``0.03`` or ``8/255`` for a pixel-range amount."""
-    try:
-        return float(Fraction(text))
-    except (ValueError, ZeroDivisionError) as exc:
-        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
-
-
-# -- reusable option groups -----------------------------------------------------------------
-VictimOpt = Annotated[str, typer.Option("--victim", "-v", help="Victim to fool (see `camo-engine victims`).")]
-WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file for victims that need one.")]
-ThresholdOpt = Annotated[Optional[float], typer.Option(help="Regressors: score that counts as low quality.")]
-TargetOpt = Annotated[Optional[float], typer.Option(help="Regressors: L2 attack target beyond the threshold.")]
-TopKOpt = Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: the true class must leave the top-k.")]
-TargetClassOpt = Annotated[Optional[int], typer.Option("--target-class", help="Classifiers: targeted mode, make this class the top-1.")]
-EpsOpt = Annotated[str, typer.Option(help="L-inf radius of the perturbation, e.g. 8/255.")]
-AlphaOpt = Annotated[str, typer.Option(help="Sign-step size, e.g. 1/255.")]
-StepsOpt = Annotated[int, typer.Option(help="Maximum I-FGSM steps per photo.")]
-JpegOpt = Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality of the re-encode that verdicts are judged after (and of JPEG output).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Photos attacked together.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical output bytes.")]
-BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch (autograd) or onnxruntime (exported gradient graph).")]
-ProvidersOpt = Annotated[Optional[str], typer.Option(help="onnxruntime: execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.")]
-FallbackOpt = Annotated[bool, typer.Option("--provider-fallback", help="onnxruntime: fall back to the CPU when a named provider is unavailable (else it is an error).")]
-OnnxCacheOpt = Annotated[Path, typer.Option(help="onnxruntime: where exported graphs are cached.")]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 autocast for the attack steps (verdicts stay fp32).")]
-DeviceOpt = Annotated[str, typer.Option(help="Compute device; only cpu is supported.")]
-EnhanceOpt = Annotated[Optional[str], typer.Option(help="Enhancers to apply, chained: e.g. pillow,dhe (see `camo-engine enhancers`).")]
-ThroughOpt = Annotated[bool, typer.Option("--through", help="Attack through the (differentiable) enhancer instead of enhancing first.")]
-
-
-def backend_options(backend: str, precision: str, providers: str | None, fallback: bool, cache: Path) -> dict:
-    """Options for :func:`camo_engine.backends.make_backend` from the shared CLI options."""
-    if backend == "onnxruntime":
-        if precision != "fp32":
-            raise ValueError("--precision bf16 is for the torch backend; onnxruntime graphs are fp32")
-        chosen = providers.split(",") if providers else None
-        return {"cache_dir": cache, "providers": chosen, "fallback": fallback}
-    if providers or fallback:
-        raise ValueError("--providers/--provider-fallback apply to --backend onnxruntime only")
-    return {"precision": precision}
-
-
-def victim_options(weights, threshold, target, top_k, target_class) -> dict:
-    """Victim keyword options from the shared CLI options (unset ones are left out)."""
-    return {
-        "weights": weights,
-        "threshold": threshold,
-        "target": target,
-        "top_k": top_k,
-        "target_class": target_class,
-    }
-
 
 @app.command()
 def protect(
@@ -262,11 +234,7 @@ def enhancers() -> None:
     Console().print(table)
 
 
-# Commands kept in their own modules; they import the option types above, hence down here.
-from .cli_bench import bench_command  # noqa: E402
-from .cli_evaluate import evaluate_command  # noqa: E402
-from .cli_train import train_protector_command  # noqa: E402
-
+# Registered after protect/victims/export/enhancers so `--help` lists the main job first.
 app.command("evaluate")(evaluate_command)
 app.command("bench")(bench_command)
 app.command("train-protector")(train_protector_command)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .attack import AttackConfig
 from .bench import DEFAULT_IMAGES, DEFAULT_SIZE, OURS, TOOLS, GridPoint, Timing, bench_images, run_bench, write_results
-from .cli import AlphaOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, console, parse_level
+from .cli_options import AlphaOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, console, parse_level
 from .cli_evaluate import parse_list
 from .victims import REGISTRY
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import WeightsOpt, console
+from .cli_options import WeightsOpt, console
 from .evaluate import DEFAULT_VICTIMS, Evaluation, conditions, evaluate, write_outputs, write_plots
 from .victims import REGISTRY, Victim, load_victim
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import jpeg
 from .amortised import export_protector_onnx, save_protector
-from .cli import (
+from .cli_options import (
     EnhanceOpt,
     EpsOpt,
     JpegOpt,

@@ -12,7 +12,6 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-import camo_engine.cli  # noqa: F401  before cli_train: cli imports its command modules at its end
 from camo_engine import jpeg
 from camo_engine.amortised import (
     ProtectorNet,

@@ -129,6 +129,14 @@ def test_missing_input_is_a_clear_error(tmp_path):
     assert "nope.jpg" in result.output
 
 
+@pytest.mark.parametrize("module", ["camo_engine", "camo_engine.cli"])
+def test_runs_as_a_module(module):
+    """``python -m`` works for the package and the cli module (no import cycle between commands)."""
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "protect" in result.stdout
+
+
 def test_victims_lists_every_victim():
     result = CliRunner().invoke(app, ["victims"])
     assert result.exit_code == 0
@@ -143,10 +151,13 @@ def test_sigkill_leaves_no_partial_image(tmp_path, photos):
     src.mkdir()
     make_photos(src, photos, 24)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "camo_engine.cli", "protect", str(src), "-o", str(out), "--format", "png", "--batch-size", "2", *FAST]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "camo_engine", "protect", str(src), "-o", str(out), "--format", "png", "--batch-size", "2", *FAST]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 3:
+        assert proc.poll() is None, f"protect exited ({proc.returncode}) before the kill:\n{log.read_text()}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -1,0 +1,69 @@
+"""Options shared by several ``camo-engine`` commands, declared once as annotated types.
+
+These are the CLI's reusable argument groups: every command spells and documents them the same
+way. They live apart from :mod:`camo_engine.cli` so command modules can import them without a cycle.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def parse_level(text: str) -> float:
+    """Accept ``0.03`` or ``8/255`` for a pixel-range amount."""
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
+
+
+VictimOpt = Annotated[str, typer.Option("--victim", "-v", help="Victim to fool (see `camo-engine victims`).")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Weights file for victims that need one.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Regressors: score that counts as low quality.")]
+TargetOpt = Annotated[Optional[float], typer.Option(help="Regressors: L2 attack target beyond the threshold.")]
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: the true class must leave the top-k.")]
+TargetClassOpt = Annotated[Optional[int], typer.Option("--target-class", help="Classifiers: targeted mode, make this class the top-1.")]
+EpsOpt = Annotated[str, typer.Option(help="L-inf radius of the perturbation, e.g. 8/255.")]
+AlphaOpt = Annotated[str, typer.Option(help="Sign-step size, e.g. 1/255.")]
+StepsOpt = Annotated[int, typer.Option(help="Maximum I-FGSM steps per photo.")]
+JpegOpt = Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality of the re-encode that verdicts are judged after (and of JPEG output).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Photos attacked together.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical output bytes.")]
+BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch (autograd) or onnxruntime (exported gradient graph).")]
+ProvidersOpt = Annotated[Optional[str], typer.Option(help="onnxruntime: execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.")]
+FallbackOpt = Annotated[bool, typer.Option("--provider-fallback", help="onnxruntime: fall back to the CPU when a named provider is unavailable (else it is an error).")]
+OnnxCacheOpt = Annotated[Path, typer.Option(help="onnxruntime: where exported graphs are cached.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 autocast for the attack steps (verdicts stay fp32).")]
+DeviceOpt = Annotated[str, typer.Option(help="Compute device; only cpu is supported.")]
+EnhanceOpt = Annotated[Optional[str], typer.Option(help="Enhancers to apply, chained: e.g. pillow,dhe (see `camo-engine enhancers`).")]
+ThroughOpt = Annotated[bool, typer.Option("--through", help="Attack through the (differentiable) enhancer instead of enhancing first.")]
+
+
+def backend_options(backend: str, precision: str, providers: str | None, fallback: bool, cache: Path) -> dict:
+    """Options for :func:`camo_engine.backends.make_backend` from the shared CLI options."""
+    if backend == "onnxruntime":
+        if precision != "fp32":
+            raise ValueError("--precision bf16 is for the torch backend; onnxruntime graphs are fp32")
+        chosen = providers.split(",") if providers else None
+        return {"cache_dir": cache, "providers": chosen, "fallback": fallback}
+    if providers or fallback:
+        raise ValueError("--providers/--provider-fallback apply to --backend onnxruntime only")
+    return {"precision": precision}
+
+
+def victim_options(weights, threshold, target, top_k, target_class) -> dict:
+    """Victim keyword options from the shared CLI options (unset ones are left out)."""
+    return {
+        "weights": weights,
+        "threshold": threshold,
+        "target": target,
+        "top_k": top_k,
+        "target_class": target_class,
+    }
