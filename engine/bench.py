@@ -6,9 +6,13 @@ plus deterministic crops of them), warm-up, then timed runs reported as median a
 over a grid of settings (victim x backend x precision x batch size x threads x layout).
 
 Success is always honest: the protected photo is quantised, re-encoded as JPEG and judged
-against what the victim says of the original after the same re-encoding.  Ours reports that
-verdict itself (:class:`camo_engine.attack.AttackResult`); every other tool's output is judged
-afterwards by :func:`camo_engine.evaluate.judge` with the same definition, outside its timing.
+against what the victim says of the original after the same re-encoding, with the share that
+JPEG alone changes reported beside it.  Every tool pays for that verdict in its timed run: ours
+reaches it inside its loop (it is what stops early, :class:`camo_engine.attack.AttackResult`);
+every other tool's run ends with :func:`camo_engine.evaluate.judge` on its output (see
+:func:`with_verdict`), the same definition, which a user of that tool would need to know which
+photos are protected.  In ``--compare`` ours is also judged by ``judge`` (outside its timing),
+and a disagreement with its own verdicts is a note.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import importlib.util
-import json
 import math
 import os
 import platform
@@ -35,12 +37,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.flop_counter import FlopCounterMode
 
-from . import jpeg
+from . import jpeg, strict_json
 from .attack import IFGSM, AttackConfig
 from .backends import GradientBackend, Step, make_backend
+from .benchmarks import reference_hcmus
 from .evaluate import judge, jpeg_condition, write_csv
+from .flops import matmul_peak_gflops, torch_threads, victim_work_per_row
 from .imageio import load_image
 from .metrics import linf, psnr
 from .samples import sample_paths
@@ -54,12 +57,8 @@ CROPS = (
     (1.0, 0.5, 0.5), (0.8, 0.0, 0.0), (0.8, 1.0, 1.0), (0.8, 0.0, 1.0),
     (0.8, 1.0, 0.0), (0.6, 0.5, 0.5), (0.6, 0.0, 0.0), (0.6, 1.0, 1.0),
 )
-PEAK_MATMUL_SIZE = 2048
-PEAK_REPEATS = 5
 TOOLS = ("torchattacks", "reference", "art")
 OURS = "camo-engine I-FGSM (ours)"
-REFERENCE_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_hcmus.py"
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 # -- workload ----------------------------------------------------------------------------------
@@ -102,16 +101,6 @@ def fit(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # -- measuring -----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def reset_peak_rss() -> None:
     """Restart the kernel's peak-RSS count (Linux), so each measurement gets its own peak."""
     with contextlib.suppress(OSError):
@@ -125,36 +114,6 @@ def peak_rss_mib() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-@functools.cache
-def matmul_peak_gflops(precision: str, threads: int) -> float:
-    """Best GFLOP/s of a large square matmul at this precision and thread count."""
-    dtype = PRECISION_DTYPES[precision]
-    n = PEAK_MATMUL_SIZE
-    with torch_threads(threads):
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        torch.matmul(a, b)  # warm-up: thread pool and kernel selection
-        best = math.inf
-        for _ in range(PEAK_REPEATS):
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
-def victim_gflop_per_row(victim: Victim, geometry: tuple[int, int]) -> float:
-    """GFLOP of one forward + input-gradient pass on one image at the victim's input size.
-
-    FlopCounterMode counts matmul and convolution FLOPs only: right for CNNs, a large
-    undercount for element-wise models such as BRISQUE.
-    """
-    x = victim.preprocess(torch.rand(3, *geometry)).detach()[None].requires_grad_(True)
-    with FlopCounterMode(display=False) as counter:
-        outputs = victim.network(x).float()
-        loss = victim.loss(outputs, victim.reference(outputs.detach(), outputs.detach())).sum()
-        loss.backward()  # FlopCounterMode's module hooks refuse autograd.grad on a leaf input
-    return counter.get_total_flops() / 1e9
 
 
 class CountingBackend:
@@ -189,8 +148,8 @@ class Outcome:
     batch_steps: int  # batched gradient passes
     backend_seconds: float = math.nan  # time inside those passes, when known
     steps: list[int] | None = None  # per image, when the tool stops early
-    protected: list[bool] | None = None  # honest verdicts, when the tool gives them (ours)
-    alone: list[bool] | None = None
+    protected: list[bool] | None = None  # honest verdicts: ours, or with_verdict's
+    alone: list[bool] | None = None  # JPEG alone changes the verdict on the original
 
 
 Tool = Callable[[list[np.ndarray]], Outcome]
@@ -220,20 +179,25 @@ def measure(tool: Tool, images: list[np.ndarray], warm_count: int, timing: Timin
     return walls, median_run, peak_rss_mib()
 
 
-def outcome_row(
-    victim: Victim,
-    judge_backend: GradientBackend,
-    images: list[np.ndarray],
-    walls: list[float],
-    outcome: Outcome,
-    peak_rss: float,
-    quality: int,
-) -> dict[str, Any]:
-    """The row fields every tool shares: speed, honest success, fidelity, memory."""
+def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, quality: int) -> Tool:
+    """``tool``, then the honest verdict on its output (re-encoded at JPEG ``quality``, judged
+    against the original's own verdict after the same re-encoding), inside the same timed run:
+    ours reaches that verdict inside its loop, so every tool's time includes it."""
+    condition = jpeg_condition(quality)
+
+    def run(images: list[np.ndarray]) -> Outcome:
+        outcome = tool(images)
+        judged = judge(victim, backend, images, outcome.adversarial, condition)
+        return dataclasses.replace(outcome, protected=judged.protected.tolist(), alone=judged.alone.tolist())
+
+    return run
+
+
+def outcome_row(images: list[np.ndarray], walls: list[float], outcome: Outcome, peak_rss: float) -> dict[str, Any]:
+    """The row fields every tool shares: speed, honest success beside JPEG alone, fidelity, memory."""
     protected, alone = outcome.protected, outcome.alone
-    if protected is None:
-        judged = judge(victim, judge_backend, images, outcome.adversarial, jpeg_condition(quality))
-        protected, alone = judged.protected.tolist(), judged.alone.tolist()
+    if protected is None or alone is None:
+        raise ValueError("an outcome without verdicts: wrap the tool in with_verdict")
     n = len(images)
     wall = statistics.median(walls)
     success = sum(protected) / n
@@ -332,23 +296,13 @@ def art_tool(victim: Victim, eps: float, alpha: float, steps: int, batch_size: i
     return run
 
 
-def load_reference() -> Any:
-    """``benchmarks/reference_hcmus.py`` of the source tree (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("reference_hcmus", REFERENCE_FILE)
-    if spec is None or spec.loader is None or not REFERENCE_FILE.is_file():
-        raise ImportError(f"{REFERENCE_FILE} not found (run from a source checkout)")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def reference_tool(reference: Any, victim: Victim, eps: float, alpha: float, steps: int) -> Tool:
-    """The published HCMUS 2020 loop (``reference`` is its module): batch size 1, fixed steps,
-    no early stop, fp32."""
+def reference_tool(victim: Victim, eps: float, alpha: float, steps: int) -> Tool:
+    """The published HCMUS 2020 loop (:mod:`camo_engine.benchmarks.reference_hcmus`): batch
+    size 1, fixed steps, no early stop, fp32."""
 
     def run(images: list[np.ndarray]) -> Outcome:
         adversarial = [
-            jpeg.to_uint8(reference.attack_one(victim, jpeg.to_float(im), eps, alpha, steps)) for im in images
+            jpeg.to_uint8(reference_hcmus.attack_one(victim, jpeg.to_float(im), eps, alpha, steps)) for im in images
         ]
         return Outcome(adversarial, len(images) * steps, len(images) * steps)
 
@@ -388,15 +342,10 @@ def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tu
                     out.append(Contender(f"torchattacks {kind}", setting, eps, alpha, steps, bs,
                                          functools.partial(torchattacks_tool, kind, victim, eps, alpha, steps, bs, config.seed)))
         elif name == "reference":
-            try:
-                reference = load_reference()
-            except ImportError as exc:
-                notes.append(f"reference: skipped ({exc})")
-                continue
-            paper = (reference.PAPER_EPS, reference.PAPER_ALPHA, reference.PAPER_STEPS)
+            paper = (reference_hcmus.PAPER_EPS, reference_hcmus.PAPER_ALPHA, reference_hcmus.PAPER_STEPS)
             for setting, (eps, alpha, steps) in (("paper", paper), ("ours", ours_budget)):
                 out.append(Contender("HCMUS 2020 (reference)", setting, eps, alpha, steps, 1,
-                                     functools.partial(reference_tool, reference, victim, eps, alpha, steps)))
+                                     functools.partial(reference_tool, victim, eps, alpha, steps)))
         else:
             # ART's defaults (eps 0.3, eps_step 0.1, 100 steps) are far outside a camouflage budget.
             out.append(Contender("ART BasicIterativeMethod", "ours", *ours_budget, bs,
@@ -439,23 +388,32 @@ def run_point(
             walls, outcome, peak = measure(ours(victim, backend, config), images, point.batch_size, timing)
         finally:
             victim.to(memory_format=torch.contiguous_format)  # undo a channels-last backend
-        geometry = victim.geometry(*images[0].shape[:2])
-        gflop = victim_gflop_per_row(victim, geometry)
-    row = {**dataclasses.asdict(point), **outcome_row(victim, make_backend("torch", victim), images, walls, outcome, peak, config.jpeg_quality)}
-    achieved = gflop * outcome.rows / outcome.backend_seconds
+        work = victim_work_per_row(victim, victim.geometry(*images[0].shape[:2]))
+    row = {**dataclasses.asdict(point), **outcome_row(images, walls, outcome, peak)}
+    rows_per_s = outcome.rows / outcome.backend_seconds
     peak_gflops = matmul_peak_gflops(point.precision, point.threads)
     row.update(
         backend_share=outcome.backend_seconds / row["wall_median_s"],
-        gflop_per_row=gflop,
-        achieved_gflops=achieved,
+        gflop_per_row_matmul_conv=work.matmul_conv,
+        gflop_per_row_total=work.total,
+        achieved_gflops_matmul_conv=work.matmul_conv * rows_per_s,
+        achieved_gflops_total=work.total * rows_per_s,
         matmul_peak_gflops=peak_gflops,
-        peak_fraction=achieved / peak_gflops,
+        # Like for like: the peak is a matmul's, so only matmul/conv arithmetic is held against it
+        # (element-wise work is bound by memory, not by the multiply-add units).
+        peak_fraction_matmul_conv=work.matmul_conv * rows_per_s / peak_gflops,
     )
     return row
 
 
+def success_text(row: dict[str, Any]) -> str:
+    """A success rate, always with the JPEG-alone share beside it."""
+    return f"{row['success_rate']:.0%} (JPEG alone {row['jpeg_alone_rate']:.0%})"
+
+
 def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: AttackConfig, timing: Timing, tools: Sequence[str], log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Ours and every contender on the same photos fitted to the victim's input size."""
+    """Ours and every contender on the same photos fitted to the victim's input size, each timed
+    with the same final verdict (see :func:`with_verdict`)."""
     fitted = [fit(rgb, victim.geometry(*rgb.shape[:2])) for rgb in images]
     config = dataclasses.replace(config, batch_size=point.batch_size)
     judge_backend = make_backend("torch", victim)
@@ -470,18 +428,33 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
             except ImportError as exc:
                 notes.append(f"{entry.tool}: skipped, not installed ({exc})")
                 continue
+            if entry is not ours_entry:
+                tool = with_verdict(tool, victim, judge_backend, config.jpeg_quality)
             walls, outcome, peak = measure(tool, fitted, entry.batch_size, timing)
             victim.to(memory_format=torch.contiguous_format)
+            if entry is ours_entry:
+                notes += _check_own_verdicts(victim, judge_backend, fitted, outcome, config.jpeg_quality)
             row = {
                 "victim": victim.name, "tool": entry.tool, "setting": entry.setting,
                 "eps": entry.eps, "alpha": entry.alpha, "steps": entry.steps, "batch_size": entry.batch_size,
                 "precision": point.precision if entry is ours_entry else "fp32", "threads": point.threads,
             }
-            row.update(outcome_row(victim, judge_backend, fitted, walls, outcome, peak, config.jpeg_quality))
+            row.update(outcome_row(fitted, walls, outcome, peak))
             rows.append(row)
-            log(f"{victim.name}: {entry.tool} ({entry.setting}): success {row['success_rate']:.0%}, "
+            log(f"{victim.name}: {entry.tool} ({entry.setting}): success {success_text(row)}, "
                 f"{row['protections_per_s']:.3f} protections/s")
     return _with_ratios(rows), notes
+
+
+def _check_own_verdicts(victim: Victim, backend: GradientBackend, images: list[np.ndarray], outcome: Outcome, quality: int) -> list[str]:
+    """Judge ours as the others are judged (untimed); a note where that differs from its own verdicts."""
+    judged = judge(victim, backend, images, outcome.adversarial, jpeg_condition(quality))
+    protected, alone = judged.protected.tolist(), judged.alone.tolist()
+    if (protected, alone) == (outcome.protected, outcome.alone):
+        return []
+    return [f"{victim.name}: ours: the shared judge disagrees with the attack's own verdicts: protected "
+            f"{sum(protected)} vs {sum(outcome.protected or [])}, JPEG alone {sum(alone)} vs {sum(outcome.alone or [])}"
+            f" of {len(images)}"]
 
 
 def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -550,7 +523,7 @@ def run_bench(
             continue
         row = run_point(point, victims[point.victim], backend, pixels, config, timing)
         result["grid"].append(row)
-        log(f"{point}: {row['images_per_s']:.2f} images/s, success {row['success_rate']:.0%}")
+        log(f"{point}: {row['images_per_s']:.2f} images/s, success {success_text(row)}")
     if tools:
         compare_timing = compare_timing or timing
         result["settings"].update(compare_warmup=compare_timing.warmup, compare_runs=compare_timing.runs, tools=list(tools))
@@ -569,6 +542,6 @@ def write_results(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
     """``stem.json`` (everything), ``stem.csv`` (grid), ``stem_compare.csv`` (with --compare)."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / f"{stem}.json"
-    data.write_text(json.dumps(result, indent=2, default=str))
+    data.write_text(strict_json.dumps(result, indent=2))
     tables = ((f"{stem}.csv", result["grid"]), (f"{stem}_compare.csv", result["compare"]))
     return [data, *(write_csv(out / name, rows) for name, rows in tables if rows)]

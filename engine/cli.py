@@ -5,7 +5,6 @@ Shared options live in :mod:`camo_engine.cli_options`; the larger commands in th
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -84,7 +83,7 @@ def protect(
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images larger than this many pixels (decompression bombs).")] = None,
     contact_sheet: Annotated[Optional[Path], typer.Option(help="Write a PNG: original | enhanced | protected | amplified difference (first 24 photos).")] = None,
 ) -> None:
-    """Protect photos and write them with a report (report.jsonl, report.csv)."""
+    """Protect photos and write them with a report (report.jsonl, report.csv, summary.json)."""
     from .attack import AttackConfig
     from .discovery import discover
     from .imageio import DEFAULT_MAX_PIXELS
@@ -174,8 +173,7 @@ def print_summary(summary, victim: str, output: Path) -> None:
         f"{summary.images_per_second:.2f}",
     )
     Console().print(table)
-    Console().print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}")
-    (output / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+    Console().print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}, {output / 'summary.json'}")
 
 
 @app.command()

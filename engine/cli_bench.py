@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .attack import AttackConfig
-from .bench import DEFAULT_IMAGES, DEFAULT_SIZE, OURS, TOOLS, GridPoint, Timing, bench_images, run_bench, write_results
+from .bench import (
+    DEFAULT_IMAGES, DEFAULT_SIZE, OURS, TOOLS, GridPoint, Timing, bench_images, run_bench, success_text, write_results,
+)
 from .cli_options import AlphaOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, console, parse_level
 from .cli_evaluate import parse_list
 from .victims import REGISTRY
@@ -27,18 +29,13 @@ Row = dict[str, Any]
 Column = tuple[str, Callable[[Row], str]]
 
 
-def _success(row: Row) -> str:
-    """A success rate always with its JPEG-alone share beside it."""
-    return f"{row['success_rate']:.0%} ({row['jpeg_alone_rate']:.0%})"
-
-
 def _cell(key: str, fmt: str = "{:.3f}") -> Callable[[Row], str]:
     return lambda row: fmt.format(row[key])
 
 
 VICTIM: Column = ("victim", _cell("victim", "{}"))
 TOOL: Column = ("tool @ setting", lambda r: f"{r['tool']} @ {r['setting']}")
-SUCCESS: Column = ("success (JPEG alone)", _success)
+SUCCESS: Column = ("success after JPEG", success_text)
 PROTECTIONS: Column = ("protections/s", _cell("protections_per_s"))
 IMAGES: Column = ("images/s", _cell("images_per_s"))
 
@@ -50,7 +47,8 @@ GRID_COLUMNS: tuple[Column, ...] = (
     ("mean steps", _cell("mean_steps", "{:.1f}")),
     ("s/row | s/batch step", lambda r: f"{r['s_per_row']:.3f} | {r['s_per_batch_step']:.3f}"),
     ("peak RSS", _cell("peak_rss_mib", "{:.0f} MiB")),
-    ("GFLOP/s | matmul peak", lambda r: f"{r['achieved_gflops']:.1f} | {r['matmul_peak_gflops']:.0f} ({r['peak_fraction']:.1%})"),
+    ("GFLOP/s matmul+conv | all ops", lambda r: f"{r['achieved_gflops_matmul_conv']:.2f} | {r['achieved_gflops_total']:.2f}"),
+    ("matmul peak (matmul+conv share)", lambda r: f"{r['matmul_peak_gflops']:.0f} ({r['peak_fraction_matmul_conv']:.1%})"),
 )
 COMPARE_COLUMNS: tuple[Column, ...] = (
     VICTIM, TOOL,
@@ -89,11 +87,11 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
     console.print(table("camo-engine bench", result["grid"], GRID_COLUMNS))
     if not result["compare"]:
         return
-    console.print(table("--compare: same photos, victim and verdict (after JPEG)", result["compare"], COMPARE_COLUMNS))
+    console.print(table("--compare: same photos, victim and verdict (after JPEG, timed for every tool)", result["compare"], COMPARE_COLUMNS))
     theirs = [r for r in result["compare"] if r["tool"] != OURS]
     ours = {r["victim"]: r for r in result["compare"] if r["tool"] == OURS}
     title = "ours / theirs; ours: " + "; ".join(
-        f"{v}: {_success(r)}, {r['protections_per_s']:.3f} protections/s" for v, r in ours.items()
+        f"{v}: {success_text(r)}, {r['protections_per_s']:.3f} protections/s" for v, r in ours.items()
     )
     console.print(table(title, theirs, RATIO_COLUMNS))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -29,16 +30,19 @@ def thumbnail(rgb: np.ndarray, size: int = 384) -> np.ndarray:
     return np.asarray(im)
 
 
+def figure(width: float, height: float) -> Any:
+    """A matplotlib Figure (inches) that renders with Agg, leaving pyplot's global backend alone."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
 def write_contact_sheet(rows: Sequence[Sequence[Panel]], path: Path, title: str = "") -> Path:
     """Draw ``rows`` of titled panels into ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n_rows = max(1, len(rows))
     n_cols = max((len(r) for r in rows), default=1)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 3.0 * n_rows), squeeze=False)
+    fig = figure(3.2 * n_cols, 3.0 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax_row, row in zip(axes, rows):
         for ax, (name, image) in zip(ax_row, row):
             ax.imshow(image)
@@ -47,8 +51,6 @@ def write_contact_sheet(rows: Sequence[Sequence[Panel]], path: Path, title: str 
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path)
     return path

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import math
 import os
 import statistics
@@ -32,8 +31,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from . import jpeg
+from . import jpeg, strict_json
 from .backends import GradientBackend, make_backend
+from .contact_sheet import amplified_difference, figure, thumbnail, write_contact_sheet
 from .imageio import ImageLoadError, load_image
 from .metrics import fidelity
 from .report import read_rows
@@ -384,7 +384,7 @@ def write_outputs(evaluation: Evaluation, out: Path) -> list[Path]:
     """evaluation.json (everything), evaluation.csv (summary), verdicts.csv, images.csv."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / "evaluation.json"
-    data.write_text(json.dumps(evaluation.as_dict(), indent=2, default=str))
+    data.write_text(strict_json.dumps(evaluation.as_dict(), indent=2))
     return [
         data,
         write_csv(out / "evaluation.csv", evaluation.summary()),
@@ -402,17 +402,10 @@ def write_plots(evaluation: Evaluation, folder: Path, sheet_rows: int = CONTACT_
     return written
 
 
-def _figure(width: float, height: float):
-    # The object-oriented API renders with Agg without touching pyplot's global backend.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
 def _plot_histograms(evaluation: Evaluation, path: Path, name: str) -> Path:
     victim = evaluation.victims[name]
     conds = evaluation.conditions
-    fig = _figure(3.2 * len(conds), 3.2)
+    fig = figure(3.2 * len(conds), 3.2)
     axes = fig.subplots(1, len(conds), squeeze=False)[0]
     classifier = victim.kind == "classifier"
     bins = np.linspace(0, 1, 21) if classifier else 20
@@ -433,7 +426,7 @@ def _plot_histograms(evaluation: Evaluation, path: Path, name: str) -> Path:
 
 
 def _plot_rates(evaluation: Evaluation, path: Path) -> Path:
-    fig = _figure(6, 4)
+    fig = figure(6, 4)
     ax = fig.subplots()
     summary = evaluation.summary()
     for i, name in enumerate(evaluation.victims):
@@ -459,23 +452,13 @@ def _plot_rates(evaluation: Evaluation, path: Path) -> Path:
 
 
 def _plot_contact_sheet(evaluation: Evaluation, path: Path, rows: int) -> Path:
-    shown = evaluation.images[:rows]
-    fig = _figure(9, 3 * max(1, len(shown)))
-    axes = fig.subplots(max(1, len(shown)), 3, squeeze=False)
-    for ax_row, row in zip(axes, shown):
+    sheet = []
+    for row in evaluation.images[:rows]:
         original, candidate = load_image(Path(row["original"])).rgb, load_image(Path(row["protected"])).rgb
-        diff = candidate.astype(np.int16) - original.astype(np.int16)
-        # Stretch the 99th percentile of the difference to the full range, around mid-grey: the
-        # largest differences are a few JPEG outliers at colour edges and would hide the rest.
-        gain = 127 / max(1.0, float(np.percentile(np.abs(diff), 99)))
-        amplified = np.clip(128 + diff * gain, 0, 255).astype(np.uint8)
-        titles = (row["image"], f"protected, PSNR {row['psnr']:.1f} dB", f"difference x{gain:.0f}")
-        for ax, image, title in zip(ax_row, (original, candidate, amplified), titles):
-            ax.imshow(image)
-            ax.set_title(title, fontsize="small")
-            ax.axis("off")
-    for ax in axes.flat[3 * len(shown):]:
-        ax.axis("off")
-    fig.suptitle("original | protected | amplified difference")
-    fig.savefig(path)
-    return path
+        amplified, gain = amplified_difference(original, candidate)
+        sheet.append([
+            (row["image"], thumbnail(original)),
+            (f"protected, PSNR {row['psnr']:.1f} dB", thumbnail(candidate)),
+            (f"difference x{gain:.0f}", thumbnail(amplified)),
+        ])
+    return write_contact_sheet(sheet, path, "original | protected | amplified difference")

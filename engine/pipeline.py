@@ -21,7 +21,7 @@ from .discovery import Job, output_path, refuse_overwrite
 from .imageio import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, load_image
 from .outputs import MetadataPolicy, atomic_write, encode_output, pixels_to_protect
 from .protector import Protected, Protector
-from .report import ReportWriter, Summary, read_rows, summarise
+from .report import ReportWriter, Summary, read_rows, summarise, write_summary
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ def protect_files(
     options: OutputOptions = OutputOptions(),
     on_done: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> Summary:
-    """Protect every job's file into ``outdir``; returns the summary of this run's rows."""
+    """Protect every job's file into ``outdir`` with ``report.jsonl``, ``report.csv`` and
+    ``summary.json`` (this run's rows); returns that summary."""
     refuse_overwrite(jobs, outdir, options.fmt)
     if options.resume:
         done = completed_inputs(outdir)
@@ -94,7 +95,9 @@ def protect_files(
                 sheet.append(_sheet_row(job, loaded, result, row, protector.enhancer is not None))
     if options.contact_sheet:
         write_contact_sheet(sheet, options.contact_sheet, f"camo-engine protect: {victim}")
-    return summarise(rows, time.perf_counter() - started)
+    summary = summarise(rows, time.perf_counter() - started)
+    write_summary(outdir, summary)
+    return summary
 
 
 def _sheet_row(

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import strict_json
+
 COLUMNS = (
     "input",
     "output",
@@ -37,6 +39,7 @@ COLUMNS = (
 
 JSONL_NAME = "report.jsonl"
 CSV_NAME = "report.csv"
+SUMMARY_NAME = "summary.json"
 
 
 class ReportWriter:
@@ -53,7 +56,7 @@ class ReportWriter:
             self._csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._jsonl.write(json.dumps(row, default=str) + "\n")
+        self._jsonl.write(strict_json.dumps(row) + "\n")
         self._jsonl.flush()
         flat = {k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()}
         self._csv.writerow(flat)
@@ -125,6 +128,13 @@ class Summary:
             "images_per_second": self.images_per_second,
             "seconds": self.seconds,
         }
+
+
+def write_summary(folder: Path, summary: Summary) -> Path:
+    """``summary.json`` in ``folder`` (strict JSON: a rate over no photos is null)."""
+    path = folder / SUMMARY_NAME
+    path.write_text(strict_json.dumps(summary.as_dict(), indent=2))
+    return path
 
 
 def summarise(rows: Iterable[dict[str, Any]], seconds: float) -> Summary:

@@ -65,6 +65,16 @@ def test_bad_files_get_one_clear_row_and_the_batch_goes_on(batch):
 
 
 @pytest.mark.slow
+def test_summary_json_is_written_with_the_report(batch):
+    _, _, out, _, _ = batch
+    # parse_constant fails the test on NaN/Infinity: summary.json must be standard JSON.
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=pytest.fail)
+    rows = read_rows(out)
+    assert summary["processed"] == sum(r["status"] == "ok" for r in rows)
+    assert summary["failed"] == sum(r["status"] == "error" for r in rows) > 0
+
+
+@pytest.mark.slow
 def test_inputs_are_never_changed(batch):
     folder, _, _, before, _ = batch
     assert digest(folder) == before

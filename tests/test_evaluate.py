@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from camo_engine import AttackConfig, Protector, jpeg
 from camo_engine.cli_evaluate import evaluate_command
-from camo_engine.evaluate import appeal_function, conditions, evaluate, pair_files
+from camo_engine.evaluate import appeal_function, conditions, evaluate, pair_files, write_outputs
+from camo_engine.victims import load_victim
 from camo_engine.report import ReportWriter
 
 VICTIM = "efficientnet-lite0"
@@ -130,3 +131,17 @@ def test_command_writes_json_csv_and_plots(folders, tmp_path):
     for name in pngs:
         with Image.open(plots / name) as im:
             assert min(im.size) > 200
+
+
+def test_identical_images_give_standard_json(tmp_path, small_photos):
+    """Identical files have an infinite PSNR: evaluation.json says null and names it."""
+    for side in ("o", "p"):
+        (tmp_path / side).mkdir()
+        Image.fromarray(small_photos[0]).save(tmp_path / side / "same.png")
+    result = evaluate(tmp_path / "o", tmp_path / "p", {VICTIM: load_victim(VICTIM)}, conditions([90], []))
+    assert result.images[0]["psnr"] == float("inf")
+    write_outputs(result, tmp_path / "out")
+    # parse_constant fails the test on NaN/Infinity.
+    data = json.loads((tmp_path / "out" / "evaluation.json").read_text(), parse_constant=pytest.fail)
+    assert data["images"][0]["psnr"] is None and data["non_finite"]["/images/0/psnr"] == "inf"
+    assert data["summary"][0]["protection_rate"] == 0  # nothing changed, nothing protected

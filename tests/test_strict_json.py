@@ -1,0 +1,28 @@
+"""Result files are standard JSON: non-finite numbers become null and are named."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from camo_engine import strict_json
+
+
+def test_non_finite_numbers_are_null_and_named_by_pointer():
+    value = {"psnr": math.inf, "rows": [{"a/b": np.float64("nan")}, -math.inf], "ok": np.float32(0.5), "n": np.int64(3)}
+    data = json.loads(strict_json.dumps(value), parse_constant=pytest.fail)
+    assert data["psnr"] is None and data["rows"] == [{"a/b": None}, None]
+    assert data["ok"] == 0.5 and data["n"] == 3
+    assert data["non_finite"] == {"/psnr": "inf", "/rows/0/a~1b": "nan", "/rows/1": "-inf"}
+
+
+def test_finite_values_are_left_alone():
+    value = {"x": [1, 2.5, "s", None, True], "shape": (3, 4)}
+    assert json.loads(strict_json.dumps(value)) == {"x": [1, 2.5, "s", None, True], "shape": [3, 4]}
+
+
+def test_a_bare_non_finite_value_is_still_standard_json():
+    assert strict_json.dumps([math.nan]) == "[null]"
