@@ -5,27 +5,37 @@
 Victims: efficientnet-lite0 (real weights), resnet50-places365 (the architecture with seeded
 random weights: the timing does not depend on them), brisque.  Two threads for both runtimes.
 Each cell: warm-up runs, then ``repeats`` timed runs; the table shows the median and the
-spread (max - min) in milliseconds.  Exports are cached (see ``OnnxRuntimeBackend.from_victim``).
+spread (max - min) in milliseconds, and the 1-minute load average when the cell finished.
+Exports are cached (see ``OnnxRuntimeBackend.from_victim``).  Writes ``results/backends.csv``
+and ``results/backends.md``, a table with both backends side by side and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
+# Idle threads wait passively in both runtimes.  Spinning is faster on a free CPU, but on this
+# shared, oversubscribed one a spinning thread waits for a descheduled partner: one
+# EfficientNet-Lite0 forward took 6 s with torch's default OpenMP policy and 0.05 s with this.
+# Set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from camo_engine.backends import TorchBackend
-from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend
-from camo_engine.export.examples import example_batch, example_targets, victim_geometries
-from camo_engine.victims.base import Victim
+import torch  # noqa: E402
+
+from camo_engine.backends import TorchBackend  # noqa: E402
+from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from camo_engine.export.examples import example_batch, example_targets, victim_geometries  # noqa: E402
+from camo_engine.victims.base import Victim  # noqa: E402
 
 THREADS = 2
 RESULTS = Path(__file__).parent / "results" / "backends.csv"
+TABLE = RESULTS.with_suffix(".md")
 
 
 def load(name: str) -> Victim:
@@ -66,7 +76,7 @@ def main() -> None:
         backends = {
             "torch": TorchBackend(victim),
             "onnxruntime": OnnxRuntimeBackend.from_victim(
-                victim, cache_dir=args.cache_dir, intra_op_threads=THREADS, inter_op_threads=1
+                victim, cache_dir=args.cache_dir, intra_op_threads=THREADS, inter_op_threads=1, spinning=False
             ),
         }
         geometry = victim_geometries(victim)[0]
@@ -91,15 +101,42 @@ def main() -> None:
                             "per_image_ms": round(statistics.median(times) / size, 2),
                             "threads": THREADS,
                             "repeats": args.repeats,
+                            "load_1min": round(os.getloadavg()[0], 2),
                         }
                     )
                     print(_line(rows[-1]), flush=True)
+                    # Rewritten after every cell, so that an interrupted run keeps what it measured.
+                    write(rows)
+    print(f"\n{TABLE.read_text()}\nwrote {RESULTS} and {TABLE}")
+
+
+def write(rows: list[dict[str, object]]) -> None:
+    """The CSV of every cell and the side-by-side table."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\nwrote {RESULTS}")
+    TABLE.write_text(side_by_side(rows))
+
+
+def side_by_side(rows: list[dict[str, object]]) -> str:
+    """A Markdown table: one line per victim, batch and pass, torch and onnxruntime medians."""
+    cells = {(r["victim"], r["batch"], r["pass"], r["backend"]): r for r in rows}
+    lines = [
+        "| victim | geometry | batch | pass | torch ms | onnxruntime ms | onnxruntime / torch | load |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for victim, batch, pass_name, backend in cells:
+        if backend != "torch" or (victim, batch, pass_name, "onnxruntime") not in cells:
+            continue
+        torch_row, ort_row = cells[victim, batch, pass_name, "torch"], cells[victim, batch, pass_name, "onnxruntime"]
+        ratio = ort_row["median_ms"] / torch_row["median_ms"]
+        lines.append(
+            f"| {victim} | {torch_row['geometry']} | {batch} | {pass_name} | {torch_row['median_ms']:.1f} | "
+            f"{ort_row['median_ms']:.1f} | {ratio:.2f} | {ort_row['load_1min']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _line(row: dict[str, object]) -> str:

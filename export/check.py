@@ -1,16 +1,23 @@
 """Compare exported graphs with torch autograd on the original (unfolded) victim.
 
-Tolerances, per output: relative error ``||a - b|| / ||b||`` at most ``1e-4`` in fp32, and the
-gradient's sign agreeing on at least 99.9 % of the entries where the reference is non-zero.
+Outputs and loss: relative error ``||a - b|| / ||b||`` at most ``1e-4`` against torch fp32.
 
-One exception, measured rather than assumed: the input gradient of a deep ReLU/ReLU6 network is
-piecewise constant in its gates, and fp32 rounding flips the few gates that sit within ~1e-6
-of a kink.  Torch's own fp32 gradient then differs from the exact (fp64) one by more than 1e-4
-(efficientnet-lite0 on the sample photos: ~7e-4; a random-init ResNet50: ~7e-3, with 0.1 %
-of signs flipped).  Such a graph cannot match torch fp32 closer than torch matches itself, so
-the gradient's limits are ``max(1e-4, 3 x torch's own rel err)`` and a sign disagreement of at
-most ``max(0.1 %, 3 x torch's own)`` (ONNX-vs-torch <= ONNX-vs-exact + torch-vs-exact, with
-ONNX allowed twice torch's own error), both measured on the same batch against fp64.
+The input gradient is compared with the *exact* one, torch autograd in float64: its sign must
+agree on at least 99.9 % of the entries where that is non-zero, and its relative error must be
+at most ``1e-4`` or, where torch's own fp32 gradient is further than that from the exact one,
+at most three times torch fp32's error.  The issue's 1e-4 is out of reach of any fp32 evaluation of
+these victims, torch's included, for two measured reasons: the input gradient of a ReLU/ReLU6
+network is piecewise constant in its gates, and fp32 rounding flips the gates within ~1e-6 of
+a kink; BRISQUE's local variances ``E[x^2] - E[x]^2`` lose most of their digits in flat areas.
+On four sample photos per geometry (``tests/test_onnxruntime_backend.py``), relative error
+against fp64 of torch fp32 / of the exported graph on onnxruntime: EfficientNet-Lite0 6.4e-4 /
+1.5e-4, ResNet50 (random init) 5.7e-3 / 6.2e-3, BRISQUE 4.6e-3 / 5.7e-3 (384x512) and
+6.1e-4 / 6.1e-4 (512x384); sign agreement 99.97 % or more everywhere except the ORT ResNet50
+(99.95 %).  Comparing two fp32 runs with each other instead adds both runs' rounding (ORT
+against torch fp32 is 7e-3 and 99.93 % for that ResNet50).  The errors come from a few flipped
+gates or signs of near-zero coefficients, so they are random draws: per batch, the ratio of the
+graph's error to torch's ranged from 0.01 to 2.7 (BRISQUE, 512x384, three images), and once
+torch flipped nothing (1e-6) where onnxruntime flipped one gate (1.8e-3, one ResNet50 photo).
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ from ..victims.base import Victim
 
 MAX_REL_ERR = 1e-4
 MIN_SIGN_AGREEMENT = 0.999
+# How much further from the exact gradient than torch fp32 an fp32 graph may be (see above).
+FP32_ERROR_FACTOR = 3.0
+
+Triple = tuple[Tensor, Tensor, Tensor]  # outputs, per-image loss, input gradient
 
 
 class ExportCheckError(AssertionError):
@@ -53,35 +64,30 @@ def sign_agreement(actual: Tensor, reference: Tensor) -> float:
 class CheckResult:
     """Agreement of one exported graph pair with torch on one batch."""
 
-    outputs_rel_err: float
-    loss_rel_err: float
-    grad_rel_err: float
-    grad_sign_agreement: float
-    # Torch fp32 against torch fp64 on the same batch: the reference's own errors.
-    grad_noise_floor: float = 0.0
-    sign_noise_floor: float = 0.0  # share of flipped signs
+    outputs_rel_err: float  # against torch fp32
+    loss_rel_err: float  # against torch fp32
+    grad_rel_err: float  # against torch fp64
+    grad_sign_agreement: float  # against torch fp64
+    # Torch fp32's own gradient against torch fp64 on the same batch.
+    torch_grad_rel_err: float = 0.0
 
     @property
     def grad_limit(self) -> float:
-        return max(MAX_REL_ERR, 3 * self.grad_noise_floor)
-
-    @property
-    def sign_limit(self) -> float:
-        return 1 - max(1 - MIN_SIGN_AGREEMENT, 3 * self.sign_noise_floor)
+        return max(MAX_REL_ERR, FP32_ERROR_FACTOR * self.torch_grad_rel_err)
 
     @property
     def ok(self) -> bool:
         return (
             max(self.outputs_rel_err, self.loss_rel_err) <= MAX_REL_ERR
             and self.grad_rel_err <= self.grad_limit
-            and self.grad_sign_agreement >= self.sign_limit
+            and self.grad_sign_agreement >= MIN_SIGN_AGREEMENT
         )
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
-def torch_reference(victim: Victim, batch: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def torch_reference(victim: Victim, batch: Tensor, targets: Tensor) -> Triple:
     """Outputs, loss and input gradient by torch autograd (what ``TorchBackend.step`` does)."""
     x = batch.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -91,25 +97,24 @@ def torch_reference(victim: Victim, batch: Tensor, targets: Tensor) -> tuple[Ten
     return outputs.detach(), loss.detach(), g
 
 
-def noise_floor(victim: Victim, batch: Tensor, targets: Tensor, reference: Tensor) -> tuple[float, float]:
-    """Relative error and share of flipped signs of torch's fp32 gradient against the fp64 one."""
-    exact = torch_reference(copy.deepcopy(victim).double(), batch.double(), targets.double())[2]
-    return relative_error(reference, exact), 1 - sign_agreement(reference, exact)
+def exact_reference(victim: Victim, batch: Tensor, targets: Tensor) -> Triple:
+    """:func:`torch_reference` of a float64 copy of the victim: the exact values, for fp32."""
+    return torch_reference(copy.deepcopy(victim).double(), batch.double(), targets.double())
 
 
-def compare(
-    actual: tuple[Tensor, Tensor, Tensor],
-    reference: tuple[Tensor, Tensor, Tensor],
-    floor: tuple[float, float] = (0.0, 0.0),
-) -> CheckResult:
-    """Metrics of (outputs, loss, grad) against a reference triple with the reference's noise ``floor``."""
+def compare(actual: Triple, reference: Triple, exact: Triple | None = None) -> CheckResult:
+    """Metrics of ``actual`` against torch fp32 ``reference`` and, for the gradient, ``exact``.
+
+    Without ``exact`` the gradient is compared with ``reference`` itself and the limit is
+    ``1e-4`` (for graphs whose fp32 gradient is exact to far better than that).
+    """
+    exact_grad = reference[2] if exact is None else exact[2]
     return CheckResult(
         outputs_rel_err=relative_error(actual[0], reference[0]),
         loss_rel_err=relative_error(actual[1], reference[1]),
-        grad_rel_err=relative_error(actual[2], reference[2]),
-        grad_sign_agreement=sign_agreement(actual[2], reference[2]),
-        grad_noise_floor=floor[0],
-        sign_noise_floor=floor[1],
+        grad_rel_err=relative_error(actual[2], exact_grad),
+        grad_sign_agreement=sign_agreement(actual[2], exact_grad),
+        torch_grad_rel_err=0.0 if exact is None else relative_error(reference[2], exact_grad),
     )
 
 
@@ -128,8 +133,8 @@ def check_graphs(
     The forward graph must match the gradient graph's outputs as well as torch's.
     """
     reference = torch_reference(victim, batch, targets)
-    floor = noise_floor(victim, batch, targets, reference[2])
-    result = compare(tuple(run_onnx(gradient, {"images": batch, "targets": targets})), reference, floor)
+    exact = exact_reference(victim, batch, targets)
+    result = compare(tuple(run_onnx(gradient, {"images": batch, "targets": targets})), reference, exact)
     (outputs,) = run_onnx(forward, {"images": batch})
     forward_err = relative_error(outputs, reference[0])
     if not result.ok or forward_err > MAX_REL_ERR:
@@ -137,6 +142,6 @@ def check_graphs(
             f"{victim.name}: exported graphs disagree with torch autograd on a batch of "
             f"{batch.shape[0]} at {tuple(batch.shape[-2:])}: {result.as_dict()}, forward rel err "
             f"{forward_err:.3g} (limits: rel err {MAX_REL_ERR}, grad {result.grad_limit:.3g}, sign "
-            f"agreement {result.sign_limit:.4g})"
+            f"agreement {MIN_SIGN_AGREEMENT})"
         )
     return result

@@ -18,7 +18,7 @@ from .check import check_graphs
 from .examples import Geometry, example_batch, example_targets, victim_geometries
 from .fold import fold_batchnorm
 from .manifest import GraphPair, Manifest, input_fields, sha256, tool_versions, victim_fields
-from .trace import forward_function, gradient_function, to_onnx, trace
+from .trace import forward_from_gradient, gradient_function, to_onnx, trace
 
 DEFAULT_OPSET = 18
 # IR 10 (onnx 1.16) opens in onnxruntime >= 1.17 and in TensorRT 10's parser.
@@ -53,18 +53,17 @@ def export_victim(
         targets = example_targets(victim, batch)
         channels = batch.shape[1]
         forward_name, gradient_name = _names(geometries, geometry)
-        common = dict(opset=opset, ir_version=ir_version, batch_dynamic=batch_dynamic)
-        to_onnx(
-            trace(forward_function(folded), (batch,)), (batch,), ["images"], ["outputs"], outdir / forward_name, **common
-        )
         to_onnx(
             trace(gradient_function(folded), (batch, targets)),
             (batch, targets),
             ["images", "targets"],
             ["outputs", "loss", "grad"],
             outdir / gradient_name,
-            **common,
+            opset=opset,
+            ir_version=ir_version,
+            batch_dynamic=batch_dynamic,
         )
+        forward_from_gradient(outdir / gradient_name, outdir / forward_name)
         result = check_graphs(victim, outdir / forward_name, outdir / gradient_name, batch, targets)
         pairs.append(GraphPair(*geometry, forward_name, gradient_name, result.as_dict()))
         hashes |= {name: sha256(outdir / name) for name in (forward_name, gradient_name)}

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import onnx
+import onnx.utils
+import onnxscript.optimizer
 import torch
 from torch import Tensor
 from torch.export import Dim
@@ -83,11 +85,39 @@ def to_onnx(
             output_names=output_names,
             opset_version=opset,
             dynamo=True,
-            optimize=True,
+            # Not the exporter's optimiser: its pattern rewriter takes constants within 1e-8 of
+            # zero for zero and deletes e.g. BRISQUE's ``var * var + 1e-20`` guard, which turns
+            # the gradient of flat image areas into 0/0.  Constant folding alone is safe, and
+            # onnxruntime and TensorRT fuse operators themselves when they load the graph.
+            optimize=False,
             verbose=False,
         )
     model = onnx_program.model_proto
+    onnxscript.optimizer.fold_constants(model)
+    onnxscript.optimizer.remove_unused_nodes(model)
     # onnx 1.23 stamps its newest IR version, which older runtimes refuse to open.
     model.ir_version = ir_version
     onnx.checker.check_model(model)
     onnx.save_model(model, path)
+
+
+def forward_from_gradient(gradient: Path, forward: Path) -> None:
+    """Write the part of a gradient graph that computes ``outputs`` from ``images`` alone.
+
+    That is the forward pass the gradient graph already contains, so the forward file costs no
+    second trace and export (minutes for BRISQUE), and both files give the same outputs.
+    MaxPool's ``Indices`` output, which only the backward pass read, is dropped: a forward graph
+    is then what a plain inference export would give (and what our own autodiff accepts).
+    """
+    model = onnx.load(gradient)
+    sub = onnx.utils.Extractor(model).extract_model(["images"], ["outputs"])
+    read = {name for node in sub.graph.node for name in node.input} | {o.name for o in sub.graph.output}
+    for node in sub.graph.node:
+        if node.op_type == "MaxPool" and len(node.output) == 2 and node.output[1] not in read:
+            del node.output[1]
+    produced = {name for node in sub.graph.node for name in node.output}
+    kept = [info for info in sub.graph.value_info if info.name in produced]
+    del sub.graph.value_info[:]
+    sub.graph.value_info.extend(kept)
+    onnx.checker.check_model(sub)
+    onnx.save_model(sub, forward)

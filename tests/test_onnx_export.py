@@ -77,15 +77,19 @@ def test_export_efficientnet(efficientnet, onnx_cache) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="random-init ResNet50 (seed 365): gradient sign agreement 99.863% < 99.9% "
-    "(torch fp32 itself is 7e-3 from fp64 here); open in issue 3",
+    reason="random-init ResNet50 (seed 365), first sample photo alone: onnxruntime's fp32 gradient is "
+    "1.1e-2 from fp64 with 99.81% sign agreement (< 99.9%); torch fp32's is 7.0e-3 / 99.98%.  Single "
+    "ReLU gates flipped by fp32 rounding, at random: on the second photo torch fp32 is 7.2e-3 / 99.91% "
+    "off and onnxruntime 8.7e-5 / 100%.  Batches of 2 and 4 photos pass",
     strict=False,
 )
 def test_export_places365_architecture(places365, onnx_cache) -> None:
     _check_export(places365, exported(places365, onnx_cache))
 
 
-@pytest.mark.skip(reason="BRISQUE's gradient graph (~11k nodes) did not finish exporting in 23 min; open work in issue 3")
+# Exporting BRISQUE's two geometries takes 4 to 8 min here (2 cores, shared): more than the CI
+# budget for one test, so it runs with -m extended.
+@pytest.mark.extended
 def test_export_brisque(brisque, onnx_cache) -> None:
     manifest = _check_export(brisque, exported(brisque, onnx_cache))
     assert {(p.height, p.width) for p in manifest.graphs} == {(384, 512), (512, 384)}

@@ -58,15 +58,22 @@ def select_providers(requested: list[str], fallback: bool = False) -> list[str]:
 
 
 def session_options(
-    intra_op_threads: int = 0, inter_op_threads: int = 0, optimization: OptimizationLevel = "all"
+    intra_op_threads: int = 0,
+    inter_op_threads: int = 0,
+    optimization: OptimizationLevel = "all",
+    spinning: bool = True,
 ) -> ort.SessionOptions:
-    """Thread counts (0: onnxruntime's default) and graph optimisation level."""
+    """Thread counts (0: onnxruntime's default), graph optimisation level, and whether idle
+    worker threads spin (fastest on a free CPU, very slow on an oversubscribed one)."""
     if optimization not in _LEVELS:
         raise ValueError(f"optimization must be one of {', '.join(_LEVELS)}, got {optimization!r}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
     options.graph_optimization_level = _LEVELS[optimization]
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 
@@ -94,13 +101,14 @@ class OnnxRuntimeBackend:
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
         optimization: OptimizationLevel = "all",
+        spinning: bool = True,
     ) -> None:
         from ..export.manifest import Manifest
 
         self.directory = Path(directory)
         self.manifest = Manifest.read(self.directory)
         self.providers = select_providers(providers or [CPU], fallback)
-        self.options = session_options(intra_op_threads, inter_op_threads, optimization)
+        self.options = session_options(intra_op_threads, inter_op_threads, optimization, spinning)
         self._sessions: dict[str, ort.InferenceSession] = {}
 
     @classmethod
