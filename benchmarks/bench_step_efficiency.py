@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also torch.compile (fp32)")
+    parser.add_argument("--quick", action="store_true", help="one matmul size, no channels-last, one warm-up")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(365)
@@ -72,10 +73,12 @@ def main() -> None:
     gflop = victim_gflop_per_row(fresh(), (INPUT_SIZE, INPUT_SIZE)) * args.batch
     tasks: dict[str, tuple[Callable[[], object], float, str]] = {}
     for precision in ("fp32", "bf16"):
-        for n in MATMUL_SIZES:
+        for n in MATMUL_SIZES[1:2] if args.quick else MATMUL_SIZES:
             fn, work = matmul_task(n, precision)
             tasks[f"matmul {n} {precision}"] = (fn, work, precision)
     variants = [("fp32", False, False), ("fp32", True, False), ("bf16", False, False), ("bf16", True, False)]
+    if args.quick:
+        variants = [v for v in variants if not v[1]]
     if args.compile:
         variants.append(("fp32", True, True))
     for precision, channels_last, compiled in variants:
@@ -83,10 +86,10 @@ def main() -> None:
             " compiled" if compiled else "")
         tasks[label] = (step_task(fresh(), args.batch, precision, channels_last, compiled), gflop, precision)
 
-    print(f"threads {args.threads}, load average at start {os.getloadavg()}")
+    print(f"threads {args.threads}, load average at start {os.getloadavg()}", flush=True)
     for fn, _, _ in tasks.values():  # warm-up: kernel selection, oneDNN primitives, compile
-        fn()
-        fn()
+        for _ in range(1 if args.quick else 2):
+            fn()
     times: dict[str, list[float]] = {label: [] for label in tasks}
     for _ in range(args.repeats):
         for label, (fn, _, _) in tasks.items():
