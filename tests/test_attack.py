@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from camo_engine import jpeg
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import TorchBackend
 from camo_engine.backends.base import Step
+from camo_engine.bench import bench_images, fit
 from camo_engine.victims import load_victim
 from camo_engine.victims.objectives import Classifier
 
@@ -153,3 +156,63 @@ def test_jpeg_alone_is_measured_against_the_clean_verdict(lite0, photos):
             lite0.describe(clean)[0],
             lite0.describe(r.before.outputs)[0],
         }
+
+
+def test_step_schedule_falls_from_alpha_start_to_alpha():
+    config = AttackConfig(alpha=1 / 255, alpha_start=4 / 255, steps=40)
+    sizes = [config.step_size(t) for t in range(40)]
+    assert sizes[0] == pytest.approx(4 / 255)
+    assert all(a > b for a, b in zip(sizes[:10], sizes[1:11]))
+    assert sizes[10:] == pytest.approx([1 / 255] * 30)
+    assert AttackConfig(alpha=1 / 255).step_size(0) == 1 / 255
+
+
+@pytest.mark.parametrize(
+    "options", [{"alpha_start": 0.5 / 255}, {"alpha_start": 9 / 255}, {"momentum": -0.1}]
+)
+def test_bad_schedule_or_momentum_is_refused(options):
+    with pytest.raises(ValueError):
+        AttackConfig(alpha=1 / 255, eps=8 / 255, **options)
+
+
+def test_momentum_keeps_moving_where_the_clamped_loss_is_flat(lite0):
+    """Past ``-confidence`` the classifier loss has zero gradient: plain I-FGSM stands still
+    there, MI-FGSM keeps its last direction (the photo JPEG had undone can still move)."""
+    grad = torch.randn(3, 8, 8)
+    flat = torch.zeros(3, 8, 8)
+    item = SimpleNamespace(velocity=None)
+    plain = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=0.0))
+    assert torch.equal(plain._direction(item, flat), flat)
+    mifgsm = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=1.0))
+    first = mifgsm._direction(item, grad).clone()
+    assert torch.equal(first.sign(), grad.sign())
+    assert torch.equal(mifgsm._direction(item, flat).sign(), grad.sign())
+
+
+@pytest.mark.parametrize(
+    "options", [{"momentum": 0.0}, {"alpha_start": 2 / 255}, {"random_start": True}]
+)
+def test_levers_stay_in_eps_ball_and_judge_after_jpeg(lite0, small_photos, options):
+    config = AttackConfig(eps=4 / 255, alpha=1 / 255, steps=6, **options)
+    results = list(IFGSM(lite0, TorchBackend(lite0), config).run(images_of(small_photos[:3])))
+    assert sorted(r.index for r in results) == [0, 1, 2]
+    for r in results:
+        diff = np.abs(r.rgb.astype(int) - small_photos[r.index].astype(int))
+        assert diff.max() <= 4
+        seen = jpeg.to_float(jpeg.roundtrip(r.rgb, 90))
+        assert lite0.describe(lite0(seen[None])) == lite0.describe(r.after.outputs)
+
+
+def test_momentum_protects_the_photo_plain_ifgsm_stalls_on(lite0):
+    """The bench's coffee-0 at 224 px: plain I-FGSM passes the loss floor in two steps, JPEG undoes
+    it, and the zero gradient leaves it there; with momentum it is protected after JPEG."""
+    rgb = fit(dict(bench_images(3))["coffee-0"], (224, 224))
+
+    def attack(config: AttackConfig):
+        [r] = IFGSM(lite0, TorchBackend(lite0), config).run([jpeg.to_float(rgb)])
+        return r
+
+    stalled = attack(AttackConfig(momentum=0.0, steps=8))
+    assert not stalled.protected and stalled.steps == 8
+    moved = attack(AttackConfig(steps=8))
+    assert moved.protected and moved.steps < 8

@@ -17,8 +17,9 @@ Precision = Literal["fp32", "bf16"]
 class TorchBackend:
     """Autograd through ``victim.network``.
 
-    ``precision="bf16"`` runs the network under CPU autocast (this CPU has avx512_bf16); the
-    loss is always taken in fp32.  Verdicts stay honest because the final verdict is always a
+    ``precision="bf16"`` runs the network under CPU autocast; the loss is always taken in fp32.
+    It pays only on CPUs with native bf16 (avx512_bf16 or AMX): on AVX2-only CPUs oneDNN
+    converts to fp32 and it is slower than fp32 (benchmarks/NOTES.md).  Verdicts stay honest because the final verdict is always a
     separate fp32 forward on the JPEG-re-encoded image.
     """
 
