@@ -27,6 +27,7 @@ COLUMNS = (
     "jpeg_alone",
     "win",
     "steps",
+    "method",
     "linf",
     "psnr",
     "ssim",
