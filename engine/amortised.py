@@ -215,6 +215,39 @@ def load_protector(path: Path | str) -> tuple[ProtectorNet, dict[str, Any]]:
     return model.eval(), dict(header.get("meta", {}))
 
 
+def protector_for(source: ProtectorNet | Path | str, victim: str, eps: float) -> ProtectorNet:
+    """The protector to run against ``victim`` at ``eps`` (eval mode), checked for both.
+
+    A checkpoint must have been trained against ``victim``: its meta records the victim it was
+    trained against.  A net passed in directly is taken at the caller's word for the victim.
+    Either way its eps must be the attack's: a pattern learned for another ball would be
+    clipped to this one (or leave part of it unused).
+    """
+    if isinstance(source, ProtectorNet):
+        net = source
+    else:
+        path = Path(source)
+        if path.suffix.lower() == ".onnx":
+            raise CheckpointError(path, "an ONNX export records no victim: give the .pt checkpoint")
+        net, meta = load_protector(path)
+        trained = str(meta.get("victim"))
+        # A user ONNX victim is named by its file; the meta may hold the path given in training.
+        if trained.startswith("onnx:"):
+            trained = f"onnx:{Path(trained.removeprefix('onnx:')).name}"
+        if trained != victim:
+            raise CheckpointError(
+                path,
+                f"this protector was trained against {meta.get('victim')!r}, not {victim!r}; "
+                f"train one with `camo-engine train-protector --victim {victim}`",
+            )
+    if abs(net.eps - eps) > 1e-9:
+        raise ValueError(
+            f"the protector was trained for eps {net.eps * 255:.4g}/255 but the attack's eps is "
+            f"{eps * 255:.4g}/255: use the same eps"
+        )
+    return net.eval()
+
+
 # -- ONNX ---------------------------------------------------------------------------------------
 def export_protector_onnx(
     model: ProtectorNet, path: Path | str, check_size: tuple[int, int] = (37, 53)

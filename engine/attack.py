@@ -229,7 +229,8 @@ class IFGSM:
 
         ``images`` are the centres of the eps-balls; ``originals`` (default: the same) are the
         photos whose verdict must change; ``inits`` (default: the centres) are where the
-        iterations start, e.g. an amortised protector's output inside the ball.  All are
+        iterations start, e.g. an amortised protector's output inside the ball; given inits are
+        judged after JPEG on admission, and those that already protect take no step.  All are
         consumed lazily, only as places in the batch free up, so a stream of any length is
         attacked in bounded memory.  ``AttackResult.index`` is the position in the stream.
         """
@@ -245,8 +246,10 @@ class IFGSM:
         queue = _Lookahead(enumerate(triples()))
         active: list[_Item] = []
         while queue or active:
-            active += self._admit(self._take(queue, active))
-            finished: list[tuple[_Item, Verdict]] = []
+            admitted = self._admit(self._take(queue, active))
+            finished = [] if more_inits is None else self._judge_inits(admitted)
+            leaving = {id(it) for it, _ in finished}
+            active += [it for it in admitted if id(it) not in leaving]
             for group in _by_geometry(active, self.victim, key=lambda it: it.x).values():
                 finished += self._step_group(group)
             done = {id(it) for it, _ in finished}
@@ -262,6 +265,20 @@ class IFGSM:
                     jpeg_alone=item.jpeg_alone,
                     seconds=time.perf_counter() - item.admitted,
                 )
+
+    def _judge_inits(self, items: list[_Item]) -> list[tuple[_Item, Verdict]]:
+        """Admitted items whose given init already protects after JPEG: they leave with 0 steps.
+
+        So do all of them with a budget of 0 steps, judged without a wasted gradient pass.
+        """
+        finished: list[tuple[_Item, Verdict]] = []
+        for group in _by_geometry(items, self.victim, key=lambda it: it.x).values():
+            judged = self.judge([it.x for it in group])
+            ok = self.victim.is_protected(judged, torch.stack([it.target for it in group]))
+            for row, item in enumerate(group):
+                if ok[row] or self.config.steps == 0:
+                    finished.append((item, Verdict(judged[row : row + 1], bool(ok[row]))))
+        return finished
 
     def _take(
         self, queue: _Lookahead, active: list[_Item]

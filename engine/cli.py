@@ -53,6 +53,7 @@ app = typer.Typer(
 
 @app.command()
 def protect(
+    ctx: typer.Context,
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Photo files or folders.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (inputs are never overwritten).")] = Path("protected"),
     samples: Annotated[bool, typer.Option("--samples", help="Protect the bundled sample photos.")] = False,
@@ -82,6 +83,8 @@ def protect(
     keep_gps: Annotated[bool, typer.Option(help="With --keep-metadata, keep GPS too.")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images larger than this many pixels (decompression bombs).")] = None,
     contact_sheet: Annotated[Optional[Path], typer.Option(help="Write a PNG: original | enhanced | protected | amplified difference (first 24 photos).")] = None,
+    protector_file: Annotated[Optional[Path], typer.Option("--protector", help="Amortised protector checkpoint (.pt from `camo-engine train-protector`, trained against --victim): one forward pass per photo.")] = None,
+    finish_steps: Annotated[Optional[int], typer.Option("--finish-steps", help="With --protector: up to this many I-FGSM steps on the photos it did not protect (default 0: the protector alone).")] = None,
 ) -> None:
     """Protect photos and write them with a report (report.jsonl, report.csv, summary.json)."""
     from .attack import AttackConfig
@@ -99,6 +102,10 @@ def protect(
     paths = list(inputs or []) + (sample_paths() if samples else [])
     if not paths:
         raise typer.BadParameter("give photo files or folders, or --samples")
+    if protector_file is None and finish_steps is not None:
+        raise typer.BadParameter("--finish-steps needs --protector")
+    if protector_file is not None and ctx.get_parameter_source("steps").name != "DEFAULT":
+        raise typer.BadParameter("with --protector the I-FGSM budget is --finish-steps, not --steps")
     if max_pixels:
         # Pillow has its own bomb guard (~179 MP); ours is the one that applies.
         Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
@@ -120,6 +127,8 @@ def protect(
             backend_options=backend_options(backend, precision, providers, provider_fallback, onnx_cache),
             enhance=enhance,
             through=through,
+            protector=protector_file,
+            finish_steps=finish_steps or 0,
             **victim_options(weights, threshold, target, top_k, target_class),
         )
     except (ValueError, OSError, TypeError) as exc:

@@ -92,7 +92,7 @@ def protect_files(
             row = _write(job, loaded, result, outdir, options, protector, victim)
             emit(row)
             if options.contact_sheet and len(sheet) < CONTACT_SHEET_ROWS:
-                sheet.append(_sheet_row(job, loaded, result, row, protector.enhancer is not None))
+                sheet.append(_sheet_row(job, loaded, result, row, protector.enhances))
     if options.contact_sheet:
         write_contact_sheet(sheet, options.contact_sheet, f"camo-engine protect: {victim}")
     summary = summarise(rows, time.perf_counter() - started)
@@ -143,6 +143,7 @@ def _write(
         "jpeg_alone": result.jpeg_alone,
         "win": result.win,
         "steps": result.steps,
+        "method": result.method,
         **result.fidelity,
         "seconds": result.seconds,
         "metadata_removed": removed,

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from . import jpeg
+from .amortised import ProtectorNet, protector_for, protector_starts
 from .attack import AttackConfig, AttackResult, IFGSM
 from .backends import GradientBackend, make_backend
 from .enhance import parse_enhancers
@@ -35,7 +38,8 @@ class Protected:
     unattacked: np.ndarray  # (H, W, 3) uint8: the output without the attack (enhanced, if so)
     protected: bool  # the victim's verdict on the re-encoded output
     jpeg_alone: bool  # re-encoding alone already changed the verdict on the original
-    steps: int
+    steps: int  # I-FGSM steps spent (finishing steps after a protector)
+    method: str  # "i-fgsm", "protector" (its output as is) or "protector+i-fgsm"
     before: str | float  # victim's score / top-1 on the re-encoded original
     after: str | float  # ... and on the re-encoded protected photo
     seconds: float
@@ -66,6 +70,12 @@ class Protector:
     photo; with ``through=True`` every attack step back-propagates through the (differentiable)
     enhancer and perturbs the *input*, and the output is the enhancer applied to it.
     Verdicts are always against the original photo.
+
+    ``protector`` (a checkpoint from ``camo-engine train-protector``, or a loaded
+    :class:`~camo_engine.amortised.ProtectorNet`) protects each photo in one forward pass at
+    its working size; its output is judged after JPEG like any other, and the photos it did
+    not protect get up to ``finish_steps`` I-FGSM steps from there (0: the protector alone).
+    The checkpoint must have been trained against this victim, at ``config.eps``.
     """
 
     def __init__(
@@ -77,6 +87,8 @@ class Protector:
         backend_options: dict[str, Any] | None = None,
         enhance: str | nn.Module | None = None,
         through: bool = False,
+        protector: ProtectorNet | Path | str | None = None,
+        finish_steps: int = 0,
         **victim_options: Any,
     ) -> None:
         self.enhancer = parse_enhancers(enhance) if isinstance(enhance, str) else enhance
@@ -90,6 +102,11 @@ class Protector:
         self.through = through
         self.victim = victim if isinstance(victim, Victim) else load_victim(victim, **victim_options)
         self.config = config or AttackConfig()
+        self.net = self._protector_net(protector, finish_steps)
+        # With a protector, I-FGSM only finishes what it left: its budget is finish_steps.
+        self.attack_config = (
+            self.config if self.net is None else dataclasses.replace(self.config, steps=finish_steps)
+        )
         self.backend = (
             backend
             if not isinstance(backend, str)
@@ -102,22 +119,47 @@ class Protector:
         The stream is read lazily, so memory stays bounded by the batch, not the stream.
         """
 
-        def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        def starts() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
             for i, rgb in enumerate(images):
                 original = as_image(rgb, i)
-                yield self._start(original), original
+                centre = init = self._start(original)
+                if self.net is not None:
+                    [(centre, init)] = protector_starts(self.net, [centre])
+                yield centre, original, init
 
-        starts, originals = itertools.tee(pairs())
+        # (centres, originals[, inits]): without a protector the attack starts at the centres.
+        streams = itertools.tee(starts(), 2 if self.net is None else 3)
         attack = IFGSM(
-            self.victim, self.backend, self.config, self.enhancer if self.through else None
+            self.victim, self.backend, self.attack_config, self.enhancer if self.through else None
         )
-        results = attack.run((s for s, _ in starts), (o for _, o in originals))
+        results = attack.run(*(map(itemgetter(k), s) for k, s in enumerate(streams)))
         for result in results:
             yield self._describe(result)
 
     def protect(self, images: Iterable[np.ndarray]) -> list[Protected]:
         """Protect photos and return the results in input order."""
         return sorted(self.protect_iter(images), key=lambda p: p.index)
+
+    @property
+    def enhances(self) -> bool:
+        """Whether outputs are enhanced (by an enhancer, or by the protector's own head)."""
+        return self.enhancer is not None or (self.net is not None and self.net.enhance)
+
+    def _protector_net(
+        self, protector: ProtectorNet | Path | str | None, finish_steps: int
+    ) -> ProtectorNet | None:
+        if protector is None:
+            if finish_steps:
+                raise ValueError("finish_steps needs a protector to finish from")
+            return None
+        if self.through:
+            raise ValueError(
+                "a protector's output is the protected photo: it cannot attack through an enhancer"
+            )
+        net = protector_for(protector, self.victim.name, self.config.eps)
+        if net.enhance and self.enhancer is not None:
+            raise ValueError("this protector enhances with its own head: give no enhancer with it")
+        return net
 
     def _start(self, original: torch.Tensor) -> torch.Tensor:
         """The attack's start point: the enhanced photo, unless attacking through the enhancer."""
@@ -136,9 +178,16 @@ class Protector:
             protected=result.protected,
             jpeg_alone=result.jpeg_alone,
             steps=result.steps,
+            method=self._method(result.steps),
             before=before,
             after=after,
             seconds=round(result.seconds, 4),
             # Against the un-attacked output: the cost of the perturbation, not of enhancement.
             fidelity=fidelity(result.unattacked, result.rgb),
         )
+
+    def _method(self, steps: int) -> str:
+        """Which route protected (or tried to protect) a photo."""
+        if self.net is None:
+            return "i-fgsm"
+        return "protector+i-fgsm" if steps else "protector"

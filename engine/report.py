@@ -29,6 +29,7 @@ COLUMNS = (
     "jpeg_alone",
     "win",
     "steps",
+    "method",
     "linf",
     "psnr",
     "ssim",

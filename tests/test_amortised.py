@@ -23,6 +23,9 @@ from camo_engine.amortised import (
 )
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import TorchBackend
+from camo_engine.cli import app
+from camo_engine.protector import Protector
+from camo_engine.report import read_rows
 from camo_engine.cli_train import train_protector_command
 from camo_engine.train_protector import (
     TrainConfig,
@@ -196,6 +199,102 @@ def test_zero_finishing_steps_return_the_protector_output(lite0, tensors) -> Non
     for r, init in zip(results, protector_inits(net, images)):
         assert r.steps == 0
         np.testing.assert_array_equal(r.rgb, jpeg.to_uint8(init))
+
+
+# -- protect --protector: the protector's output, finished by I-FGSM only where it failed ----------
+# BRISQUE with a threshold inside the small photos' range (59 to 85 after JPEG): the protector's
+# output crosses it on some photos and not on others, so both routes are exercised.
+BRISQUE_SPLIT = ["-v", "brisque", "--threshold", "70", "--target", "90"]
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory, small_photos) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for i, rgb in enumerate(small_photos[:5]):
+        Image.fromarray(rgb).save(folder / f"photo{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return save_protector(tiny_net(), tmp_path_factory.mktemp("net") / "brisque.pt", {"victim": "brisque"})
+
+
+def protect_rows(folder: Path, out: Path, *args: str) -> dict[str, dict]:
+    result = CliRunner().invoke(app, ["protect", str(folder), "-o", str(out), *BRISQUE_SPLIT, *args])
+    assert result.exit_code == 0, result.output
+    return {Path(row["input"]).name: row for row in read_rows(out)}
+
+
+@pytest.mark.slow
+def test_protect_with_a_protector_finishes_only_what_it_left(tmp_path, photo_folder, checkpoint) -> None:
+    alone = protect_rows(photo_folder, tmp_path / "alone", "--protector", str(checkpoint))
+    assert {row["method"] for row in alone.values()} == {"protector"}
+    assert all(row["steps"] == 0 for row in alone.values())
+    by_protector = {name for name, row in alone.items() if row["protected"]}
+    assert 0 < len(by_protector) < len(alone), "the threshold should split the photos"
+
+    finished = protect_rows(
+        photo_folder, tmp_path / "finished", "--protector", str(checkpoint), "--finish-steps", "3"
+    )
+    for name, row in finished.items():
+        if name in by_protector:
+            # Already protected: no step, and the very bytes of the protector-only run.
+            assert row["steps"] == 0 and row["method"] == "protector" and row["protected"]
+            assert Path(row["output"]).read_bytes() == Path(alone[name]["output"]).read_bytes()
+        else:
+            assert 1 <= row["steps"] <= 3 and row["method"] == "protector+i-fgsm"
+        assert row["before"] == alone[name]["before"] and row["linf"] <= 8
+    assert sum(row["protected"] for row in finished.values()) > len(by_protector)
+    # The verdicts are the victim's on the written JPEG (quality 90, as judged), both routes.
+    victim = load_victim("brisque", threshold=70, target=90)
+    for row in [*alone.values(), *finished.values()]:
+        written = jpeg.to_float(np.asarray(Image.open(row["output"]).convert("RGB")))
+        score = float(victim(written[None])[0])
+        assert score == pytest.approx(row["after"], abs=1e-3) and row["protected"] == (score >= 70)
+
+
+def test_a_protector_for_another_victim_is_a_clear_error(tmp_path, photo_folder) -> None:
+    path = save_protector(tiny_net(), tmp_path / "lite0.pt", {"victim": "efficientnet-lite0"})
+    result = CliRunner().invoke(app, ["protect", str(photo_folder), "-o", str(tmp_path / "o"),
+                                      *BRISQUE_SPLIT, "--protector", str(path)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "lite0.pt" in text and "trained against 'efficientnet-lite0', not 'brisque'" in text
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("garbage.pt", b"not a checkpoint", "not a readable torch checkpoint"),
+        ("empty.pt", b"", "the file is empty"),
+        ("missing.pt", None, "no such file"),
+        ("export.onnx", b"onnx bytes", "records no victim"),
+    ],
+)
+def test_a_bad_protector_file_is_a_clear_error(tmp_path, photo_folder, name, content, reason) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    result = CliRunner().invoke(app, ["protect", str(photo_folder), "-o", str(tmp_path / "o"),
+                                      *BRISQUE_SPLIT, "--protector", str(path)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and name in text and reason in text, text
+
+
+def test_protector_options_that_do_not_fit_are_errors(checkpoint) -> None:
+    with pytest.raises(ValueError, match="trained for eps 8/255 but the attack.s eps is 4/255"):
+        Protector("brisque", config=AttackConfig(eps=4 / 255), protector=checkpoint)
+    with pytest.raises(ValueError, match="finish_steps needs a protector"):
+        Protector("brisque", finish_steps=3)
+    with pytest.raises(ValueError, match="cannot attack through"):
+        Protector("brisque", enhance="pillow", through=True, protector=checkpoint)
+    with pytest.raises(ValueError, match="its own head"):
+        Protector("brisque", enhance="pillow", protector=tiny_net(enhance=True))
+    for args in (["--finish-steps", "2"], ["--protector", str(checkpoint), "--steps", "5"]):
+        result = CliRunner().invoke(app, ["protect", "--samples", *args])
+        assert result.exit_code == 2
 
 
 # -- the command ----------------------------------------------------------------------------------
