@@ -26,18 +26,25 @@ from camo_engine.bench import CountingBackend, bench_images, fit
 from camo_engine.metrics import psnr
 from camo_engine.victims import load_victim
 
-# Plain I-FGSM (the old default) and each lever on top of it, at the same eps and budget.
-PLAIN = AttackConfig(momentum=0.0)
+# Plain I-FGSM (the first default) and each lever on top of it, at the same eps and budget.
+PLAIN = AttackConfig(momentum=0.0, blur_sigma=0.0)
 VARIANTS = {
     "I-FGSM (no momentum)": PLAIN,
     "random start": replace(PLAIN, random_start=True),
     "schedule 2/255 -> 1/255": replace(PLAIN, alpha_start=2 / 255),
     "schedule 4/255 -> 1/255": replace(PLAIN, alpha_start=4 / 255),
     "momentum 1.0": replace(PLAIN, momentum=1.0),
-    "momentum 0.5 (default)": replace(PLAIN, momentum=0.5),
+    "momentum 0.5": replace(PLAIN, momentum=0.5),
     "momentum 0.25": replace(PLAIN, momentum=0.25),
     "momentum 1.0 + schedule 2/255": replace(PLAIN, momentum=1.0, alpha_start=2 / 255),
     "alpha 2/255 constant": replace(PLAIN, alpha=2 / 255),
+    "blur 1": replace(PLAIN, blur_sigma=1.0),
+    "momentum 0.5 + blur 1 (default)": AttackConfig(),
+    "momentum 0.5 + blur 2": replace(PLAIN, momentum=0.5, blur_sigma=2.0),
+    "momentum 0.5 + blur 0.5": replace(PLAIN, momentum=0.5, blur_sigma=0.5),
+    "default + first step 4/255": AttackConfig(alpha_start=4 / 255),
+    "default + first step 6/255": AttackConfig(alpha_start=6 / 255),
+    "default + first step 8/255": AttackConfig(alpha_start=8 / 255),
 }
 
 

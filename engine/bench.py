@@ -418,7 +418,8 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
     config = dataclasses.replace(config, batch_size=point.batch_size)
     judge_backend = make_backend("torch", victim)
     candidates, notes = contenders(victim, config, tools)
-    ours_entry = Contender(OURS, "ours", config.eps, config.alpha, config.steps, point.batch_size,
+    setting = "ours" if config.alpha_start is None else f"ours, first step {config.alpha_start * 255:.3g}/255"
+    ours_entry = Contender(OURS, setting, config.eps, config.alpha, config.steps, point.batch_size,
                            lambda: ours(victim, CountingBackend(_backend(point, victim)), config))
     rows = []
     with torch_threads(point.threads):

@@ -21,7 +21,7 @@ from .attack import AttackConfig
 from .bench import (
     DEFAULT_IMAGES, DEFAULT_SIZE, OURS, TOOLS, GridPoint, Timing, bench_images, run_bench, success_text, write_results,
 )
-from .cli_options import AlphaOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, console, parse_level
+from .cli_options import AlphaOpt, AlphaStartOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, console, parse_level
 from .cli_evaluate import parse_list
 from .victims import REGISTRY
 
@@ -107,6 +107,7 @@ def bench_command(
     size: Annotated[int, typer.Option("--size", help="Short side the photos are resized to.")] = DEFAULT_SIZE,
     eps: EpsOpt = "8/255",
     alpha: AlphaOpt = "1/255",
+    alpha_start: AlphaStartOpt = None,
     steps: StepsOpt = 40,
     jpeg_quality: JpegOpt = 90,
     seed: SeedOpt = 0,
@@ -120,7 +121,14 @@ def bench_command(
 ) -> None:
     """Benchmark the attack: images/s, successful protections/s after JPEG, step costs, memory, FLOP rate."""
     try:
-        config = AttackConfig(eps=parse_level(eps), alpha=parse_level(alpha), steps=steps, jpeg_quality=jpeg_quality, seed=seed)
+        config = AttackConfig(
+            eps=parse_level(eps),
+            alpha=parse_level(alpha),
+            alpha_start=parse_level(alpha_start) if alpha_start else None,
+            steps=steps,
+            jpeg_quality=jpeg_quality,
+            seed=seed,
+        )
         workload = bench_images(images, size)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

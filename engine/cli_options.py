@@ -33,6 +33,7 @@ TargetClassOpt = Annotated[Optional[int], typer.Option("--target-class", help="C
 EpsOpt = Annotated[str, typer.Option(help="L-inf radius of the perturbation, e.g. 8/255.")]
 AlphaOpt = Annotated[str, typer.Option(help="Sign-step size, e.g. 1/255.")]
 MomentumOpt = Annotated[float, typer.Option(help="MI-FGSM momentum of the step direction (0: plain I-FGSM); see benchmarks/NOTES.md.")]
+BlurSigmaOpt = Annotated[float, typer.Option("--blur-sigma", help="Gaussian blur (pixels) of the gradient before the step, as in TI-FGSM (0: off); see benchmarks/NOTES.md.")]
 AlphaStartOpt = Annotated[Optional[str], typer.Option("--alpha-start", help="A larger first step (e.g. 2/255) falling to --alpha over the first quarter of the steps: fewer steps, lower PSNR.")]
 StepsOpt = Annotated[int, typer.Option(help="Maximum I-FGSM steps per photo.")]
 JpegOpt = Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality of the re-encode that verdicts are judged after (and of JPEG output).")]

@@ -109,7 +109,7 @@ def outputs_of(victim: Victim, backend: GradientBackend, images: Sequence[Tensor
 class Judged:
     """A victim's outputs on originals and candidates under one condition, and the verdicts."""
 
-    clean: Tensor  # originals as they are
+    clean: Tensor  # originals as they are (``seen`` for a victim that does not need them)
     seen: Tensor  # originals under the condition
     after: Tensor  # candidates under the condition
     protected: Tensor  # (B,) bool: the candidate is no longer judged as the original was
@@ -129,9 +129,14 @@ def judge(
     ``clean`` (outputs on the untouched originals) may be passed in when judging one set of
     originals under several conditions.
     """
-    if clean is None:
-        clean = outputs_of(victim, backend, [jpeg.to_float(o) for o in originals])
     seen = outputs_of(victim, backend, [jpeg.to_float(condition.apply(o)) for o in originals])
+    if clean is None:
+        # The same forward passes the attack loop pays for its own verdicts, no more.
+        clean = (
+            outputs_of(victim, backend, [jpeg.to_float(o) for o in originals])
+            if victim.needs_clean_outputs
+            else seen
+        )
     after = outputs_of(victim, backend, [jpeg.to_float(condition.apply(c)) for c in candidates])
     protected = victim.is_protected(after, victim.reference(clean, seen))
     alone = victim.is_protected(seen, victim.reference(clean, clean))

@@ -51,17 +51,18 @@ def test_real_predictions_are_pinned(lite0, photos):
 
 
 def test_early_stop_drops_finished_images(lite0, small_photos):
-    """Every photo is in exactly steps+1 gradient passes: finished photos cost nothing more."""
+    """Every photo is in exactly as many gradient passes as it took steps: its verdict after
+    each step is a forward-only pass, and a finished photo costs nothing more."""
     backend = CountingBackend(TorchBackend(lite0))
     config = AttackConfig(eps=8 / 255, alpha=1 / 255, steps=12, batch_size=len(small_photos))
     results = list(IFGSM(lite0, backend, config).run(images_of(small_photos)))
     assert len(results) == len(small_photos)
     steps = [r.steps for r in results]
     assert len(set(steps)) > 1, "photos should finish at different steps for this test to mean anything"
-    assert sum(backend.step_sizes) == sum(s + 1 for s in steps)
+    assert sum(backend.step_sizes) == sum(steps)
     # The batch shrinks as photos finish: never more rows than photos still running.
     for t, size in enumerate(backend.step_sizes):
-        assert size == sum(s >= t for s in steps)
+        assert size == sum(s > t for s in steps)
 
 
 def test_batch_refills_from_queue(lite0, small_photos):
@@ -70,7 +71,7 @@ def test_batch_refills_from_queue(lite0, small_photos):
     results = list(IFGSM(lite0, backend, config).run(images_of(small_photos)))
     assert sorted(r.index for r in results) == list(range(len(small_photos)))
     assert max(backend.step_sizes) == 3
-    assert sum(backend.step_sizes) == sum(r.steps + 1 for r in results)
+    assert sum(backend.step_sizes) == sum(r.steps for r in results)
 
 
 def test_verdict_is_taken_after_jpeg(lite0, small_photos):
@@ -108,6 +109,16 @@ def test_targeted_mode_reaches_the_target(photos):
     [r] = IFGSM(victim, TorchBackend(victim), config).run([jpeg.to_float(photos["coffee"])])
     assert r.protected
     assert victim.describe(r.after.outputs) == ["pizza"]
+
+
+def test_photo_already_protected_takes_no_gradient_pass(photos):
+    """Targeted at what the victim already says: the baseline verdict after JPEG protects, so the
+    photo leaves with 0 steps and the backend never runs a gradient pass."""
+    victim = load_victim("efficientnet-lite0", target_class=967)  # espresso
+    backend = CountingBackend(TorchBackend(victim))
+    [r] = IFGSM(victim, backend, AttackConfig(steps=5)).run([jpeg.to_float(photos["coffee"])])
+    assert r.protected and r.steps == 0 and backend.step_sizes == []
+    assert np.array_equal(r.rgb, r.unattacked)
 
 
 class LogitsOnly(Classifier):
@@ -168,7 +179,8 @@ def test_step_schedule_falls_from_alpha_start_to_alpha():
 
 
 @pytest.mark.parametrize(
-    "options", [{"alpha_start": 0.5 / 255}, {"alpha_start": 9 / 255}, {"momentum": -0.1}]
+    "options",
+    [{"alpha_start": 0.5 / 255}, {"alpha_start": 9 / 255}, {"momentum": -0.1}, {"blur_sigma": -1}],
 )
 def test_bad_schedule_or_momentum_is_refused(options):
     with pytest.raises(ValueError):
@@ -181,16 +193,34 @@ def test_momentum_keeps_moving_where_the_clamped_loss_is_flat(lite0):
     grad = torch.randn(3, 8, 8)
     flat = torch.zeros(3, 8, 8)
     item = SimpleNamespace(velocity=None)
-    plain = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=0.0))
+    plain = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=0.0, blur_sigma=0.0))
     assert torch.equal(plain._direction(item, flat), flat)
-    mifgsm = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=1.0))
+    mifgsm = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=1.0, blur_sigma=0.0))
     first = mifgsm._direction(item, grad).clone()
     assert torch.equal(first.sign(), grad.sign())
     assert torch.equal(mifgsm._direction(item, flat).sign(), grad.sign())
 
 
+def test_blur_spreads_the_gradient_and_sigma_0_leaves_it(lite0):
+    """TI-FGSM's blur: one hot pixel of gradient moves its 5x5 neighbourhood (sigma 1), in the
+    same direction; sigma 0 moves that pixel alone."""
+    impulse = torch.zeros(3, 9, 9)
+    impulse[1, 4, 4] = 2.0
+
+    def direction(sigma: float) -> torch.Tensor:
+        attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=0.0, blur_sigma=sigma))
+        return attack._direction(SimpleNamespace(velocity=None), impulse.clone())
+
+    assert torch.equal(direction(0.0), impulse)
+    moved = direction(1.0).sign()
+    assert moved[1, 2:7, 2:7].eq(1).all() and moved.sum() == 25
+    impulse = torch.ones(3, 1, 1)  # a 1x1 photo: no border to reflect
+    assert torch.equal(direction(1.0).sign(), impulse)
+
+
 @pytest.mark.parametrize(
-    "options", [{"momentum": 0.0}, {"alpha_start": 2 / 255}, {"random_start": True}]
+    "options",
+    [{"momentum": 0.0}, {"alpha_start": 2 / 255}, {"random_start": True}, {"blur_sigma": 0.0}],
 )
 def test_levers_stay_in_eps_ball_and_judge_after_jpeg(lite0, small_photos, options):
     config = AttackConfig(eps=4 / 255, alpha=1 / 255, steps=6, **options)
@@ -212,7 +242,8 @@ def test_momentum_protects_the_photo_plain_ifgsm_stalls_on(lite0):
         [r] = IFGSM(lite0, TorchBackend(lite0), config).run([jpeg.to_float(rgb)])
         return r
 
-    stalled = attack(AttackConfig(momentum=0.0, steps=8))
+    stalled = attack(AttackConfig(momentum=0.0, blur_sigma=0.0, steps=8))
     assert not stalled.protected and stalled.steps == 8
-    moved = attack(AttackConfig(steps=8))
+    moved = attack(AttackConfig(blur_sigma=0.0, steps=8))
     assert moved.protected and moved.steps < 8
+    assert attack(AttackConfig(steps=8)).protected  # the default (momentum and blur)

@@ -200,17 +200,19 @@ def test_contact_sheet_is_written(tmp_path, photos):
 
 def test_step_options_are_checked_before_any_work(tmp_path, photos):
     make_photos(tmp_path, photos, 1)
-    for option, value in (("--momentum", "-1"), ("--alpha-start", "0.5")):
+    for option, value in (("--momentum", "-1"), ("--alpha-start", "0.5"), ("--blur-sigma", "-1")):
         result = CliRunner().invoke(app, ["protect", str(tmp_path), "-o", str(tmp_path / "o"), option, value, *FAST])
         assert result.exit_code == 2, result.output
         assert option.lstrip("-").replace("-", "_") in result.output
     assert not (tmp_path / "o").exists()
 
 
-def test_protect_momentum_default_is_the_library_default():
+def test_protect_step_defaults_are_the_library_defaults():
     import inspect
 
     from camo_engine.attack import AttackConfig
     from camo_engine.cli import protect
 
-    assert inspect.signature(protect).parameters["momentum"].default == AttackConfig().momentum
+    parameters = inspect.signature(protect).parameters
+    assert parameters["momentum"].default == AttackConfig().momentum
+    assert parameters["blur_sigma"].default == AttackConfig().blur_sigma

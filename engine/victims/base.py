@@ -47,6 +47,10 @@ class Victim(nn.Module, ABC):
 
     name: str = "victim"
     kind: VictimKind = "classifier"
+    # Whether ``reference`` reads the outputs on the float original.  False when the target
+    # depends only on the re-encoded photo (a regressor's fixed target score): the attack then
+    # skips that forward pass.
+    needs_clean_outputs: bool = True
 
     @abstractmethod
     def geometry(self, height: int, width: int) -> tuple[int, int]:
