@@ -41,9 +41,9 @@ from .cli_options import (
     TopKOpt,
     VictimOpt,
     WeightsOpt,
+    attack_config,
     backend_options,
     console,
-    parse_level,
     victim_options,
 )
 from .cli_train import train_protector_command
@@ -93,7 +93,6 @@ def protect(
     finish_steps: Annotated[Optional[int], typer.Option("--finish-steps", help="With --protector: up to this many I-FGSM steps on the photos it did not protect (default 0: the protector alone).")] = None,
 ) -> None:
     """Protect photos and write them with a report (report.jsonl, report.csv, summary.json)."""
-    from .attack import AttackConfig
     from .discovery import discover
     from .imageio import DEFAULT_MAX_PIXELS
     from .outputs import MetadataPolicy
@@ -118,10 +117,10 @@ def protect(
     try:
         metadata = MetadataPolicy(keep=keep_metadata, keep_gps=keep_gps)
         jobs = discover(paths)
-        config = AttackConfig(
-            eps=parse_level(eps),
-            alpha=parse_level(alpha),
-            alpha_start=parse_level(alpha_start) if alpha_start else None,
+        config = attack_config(
+            eps,
+            alpha,
+            alpha_start,
             momentum=momentum,
             blur_sigma=blur_sigma,
             steps=steps,

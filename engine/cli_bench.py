@@ -17,11 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .attack import AttackConfig
 from .bench import (
     DEFAULT_IMAGES, DEFAULT_SIZE, OURS, TOOLS, GridPoint, Timing, bench_images, run_bench, success_text, write_results,
 )
-from .cli_options import AlphaOpt, AlphaStartOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, console, parse_level
+from .cli_options import AlphaOpt, AlphaStartOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, attack_config, console
 from .cli_evaluate import parse_list
 from .victims import REGISTRY
 
@@ -121,14 +120,7 @@ def bench_command(
 ) -> None:
     """Benchmark the attack: images/s, successful protections/s after JPEG, step costs, memory, FLOP rate."""
     try:
-        config = AttackConfig(
-            eps=parse_level(eps),
-            alpha=parse_level(alpha),
-            alpha_start=parse_level(alpha_start) if alpha_start else None,
-            steps=steps,
-            jpeg_quality=jpeg_quality,
-            seed=seed,
-        )
+        config = attack_config(eps, alpha, alpha_start, steps=steps, jpeg_quality=jpeg_quality, seed=seed)
         workload = bench_images(images, size)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

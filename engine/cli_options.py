@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from .attack import AttackConfig
 
 console = Console(stderr=True)
 
@@ -22,6 +25,18 @@ def parse_level(text: str) -> float:
         return float(Fraction(text))
     except (ValueError, ZeroDivisionError) as exc:
         raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
+
+
+def attack_config(eps: str, alpha: str, alpha_start: str | None, **options: Any) -> AttackConfig:
+    """The ``AttackConfig`` for the step options as typed (levels like ``8/255``)."""
+    from .attack import AttackConfig
+
+    return AttackConfig(
+        eps=parse_level(eps),
+        alpha=parse_level(alpha),
+        alpha_start=parse_level(alpha_start) if alpha_start else None,
+        **options,
+    )
 
 
 VictimOpt = Annotated[str, typer.Option("--victim", "-v", help="Victim to fool (see `camo-engine victims`).")]

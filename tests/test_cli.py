@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from awkward_files import OWNER, SERIAL, build_corpus
 from PIL import Image
 from typer.testing import CliRunner
@@ -216,3 +217,13 @@ def test_protect_step_defaults_are_the_library_defaults():
     parameters = inspect.signature(protect).parameters
     assert parameters["momentum"].default == AttackConfig().momentum
     assert parameters["blur_sigma"].default == AttackConfig().blur_sigma
+
+
+def test_attack_config_parses_levels_for_every_command():
+    from camo_engine.cli_options import attack_config
+
+    config = attack_config("8/255", "0.004", "4/255", steps=3)
+    assert (config.eps, config.alpha, config.alpha_start, config.steps) == (8 / 255, 0.004, 4 / 255, 3)
+    assert attack_config("8/255", "1/255", None).alpha_start is None
+    with pytest.raises(typer.BadParameter):
+        attack_config("eight", "1/255", None)
