@@ -148,7 +148,7 @@ def compare(name: str, args: argparse.Namespace, images: list[np.ndarray]) -> li
         rows.append({
             "victim": name,
             "setting": label,
-            **outcome_row(victim, backend, images, walls[label], outcome, math.nan, 90),
+            **outcome_row(images, walls[label], outcome, math.nan),
             "cpu_s_per_image": statistics.median(cpus[label]) / len(images),
             "win_rate": statistics.fmean(p and not a for p, a in zip(outcome.protected, outcome.alone)),
             # Protected by the protector's output as is (0 finishing steps): its own success.
