@@ -1,7 +1,8 @@
 """Files in, protected files and a report out: discover -> load -> protect -> encode -> write.
 
 One bad file never stops the batch: it gets one report row and one stderr line naming the file
-and the reason.  Outputs are written atomically, inputs are never overwritten, and with
+and the reason.  That holds for a photo the attack itself fails on: the photos that were in its
+batch are retried one by one, and only the one that fails alone gets the error row.  Outputs are written atomically, inputs are never overwritten, and with
 ``resume`` the inputs whose output and report row are complete are skipped.
 """
 
@@ -77,22 +78,48 @@ def protect_files(
             on_done(row)
 
         def images() -> Iterator[np.ndarray]:
+            # Never raises: a generator that raised is finished, and every later file with it.
             for job in jobs:
                 try:
                     loaded = load_image(job.source, options.max_pixels)
+                    rgb = pixels_to_protect(loaded, options.fmt)
                 except ImageLoadError as exc:
                     emit(_error_row(job, victim, exc.reason))
                     continue
+                except Exception as exc:  # noqa: BLE001
+                    emit(_error_row(job, victim, f"cannot read: {type(exc).__name__}: {exc}"))
+                    continue
                 pending.append((job, loaded))
-                yield pixels_to_protect(loaded, options.fmt)
+                yield rgb
 
-        for result in protector.protect_iter(images()):
-            job, loaded = pending[result.index]
-            pending[result.index] = None  # type: ignore[call-overload]  # free the pixels now
+        def finish(slot: int, result: Protected) -> None:
+            job, loaded = pending[slot]
             row = _write(job, loaded, result, outdir, options, protector, victim)
+            pending[slot] = None  # type: ignore[call-overload]  # free the pixels now
             emit(row)
             if options.contact_sheet and len(sheet) < CONTACT_SHEET_ROWS:
                 sheet.append(_sheet_row(job, loaded, result, row, protector.enhances))
+
+        stream, base = images(), 0
+        while True:
+            try:
+                # Result indices count from the start of this call's stream.
+                for result in protector.protect_iter(stream):
+                    finish(base + result.index, result)
+                break
+            except Exception:  # noqa: BLE001 - one photo's failure must not end the batch
+                # The photos in flight are lost with the attack that raised: each is retried
+                # alone, so that only a photo that fails on its own gets an error row.
+                failed = [slot for slot in range(base, len(pending)) if pending[slot] is not None]
+                base = len(pending)
+                for slot in failed:
+                    job, loaded = pending[slot]
+                    try:
+                        [result] = protector.protect_iter([pixels_to_protect(loaded, options.fmt)])
+                        finish(slot, result)
+                    except Exception as exc:  # noqa: BLE001
+                        pending[slot] = None  # type: ignore[call-overload]
+                        emit(_error_row(job, victim, f"protecting failed: {type(exc).__name__}: {exc}"))
     if options.contact_sheet:
         write_contact_sheet(sheet, options.contact_sheet, f"camo-engine protect: {victim}")
     summary = summarise(rows, time.perf_counter() - started)

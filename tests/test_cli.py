@@ -227,3 +227,36 @@ def test_attack_config_parses_levels_for_every_command():
     assert attack_config("8/255", "1/255", None).alpha_start is None
     with pytest.raises(typer.BadParameter):
         attack_config("eight", "1/255", None)
+
+
+def test_a_photo_the_attack_fails_on_fails_alone(tmp_path, photos, monkeypatch):
+    """An error inside a batch step (the blur once crashed on a 1x1 photo) fails that photo
+    with a row naming it; the rest of its batch and the photos after it are protected."""
+    from camo_engine.attack import IFGSM
+
+    src = tmp_path / "in"
+    src.mkdir()
+    names = sorted(photos)[:4]
+    for i, name in enumerate(names):
+        Image.fromarray(photos[name]).save(src / f"photo_{i}.png")
+    bad = photos[names[1]].shape[:2]
+    direction = IFGSM._direction
+
+    def fragile(self, item, grad):
+        if tuple(grad.shape[1:]) == bad:
+            raise RuntimeError("cannot step this one")
+        return direction(self, item, grad)
+
+    monkeypatch.setattr(IFGSM, "_direction", fragile)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["protect", str(src), "-o", str(out), "--batch-size", "2", *FAST]
+    )
+    assert result.exit_code == 1, result.output
+    rows = {Path(r["input"]).name: r for r in read_rows(out)}
+    assert sorted(rows) == [f"photo_{i}.png" for i in range(4)]
+    assert rows["photo_1.png"]["status"] == "error"
+    assert "cannot step this one" in rows["photo_1.png"]["error"]
+    assert "photo_1.png: protecting failed" in result.output
+    for i in (0, 2, 3):
+        assert rows[f"photo_{i}.png"]["status"] == "ok" and Path(rows[f"photo_{i}.png"]["output"]).is_file()
