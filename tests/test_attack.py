@@ -30,8 +30,10 @@ class CountingBackend:
     def __init__(self, inner: TorchBackend) -> None:
         self.inner = inner
         self.step_sizes: list[int] = []
+        self.forward_rows = 0
 
     def outputs(self, batch: torch.Tensor) -> torch.Tensor:
+        self.forward_rows += batch.shape[0]
         return self.inner.outputs(batch)
 
     def step(self, batch: torch.Tensor, targets: torch.Tensor) -> Step:
@@ -63,6 +65,17 @@ def test_early_stop_drops_finished_images(lite0, small_photos):
     # The batch shrinks as photos finish: never more rows than photos still running.
     for t, size in enumerate(backend.step_sizes):
         assert size == sum(s > t for s in steps)
+
+
+@pytest.mark.parametrize("name, baseline", [("efficientnet-lite0", 2), ("brisque", 1)])
+def test_forward_passes_are_the_baselines_and_one_verdict_per_step(name, baseline, small_photos):
+    """Per photo: the verdict on its JPEG re-encode, the clean outputs only where the victim's
+    target needs them (a classifier's top-1; not a regressor's fixed score), then one
+    forward-only verdict per step."""
+    victim = load_victim(name)
+    backend = CountingBackend(TorchBackend(victim))
+    results = list(IFGSM(victim, backend, AttackConfig(steps=3)).run(images_of(small_photos[:3])))
+    assert backend.forward_rows == sum(baseline + r.steps for r in results)
 
 
 def test_batch_refills_from_queue(lite0, small_photos):
