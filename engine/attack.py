@@ -139,6 +139,7 @@ class _Item:
     unattacked: np.ndarray
     steps: int = 0
     velocity: Tensor | None = None  # the momentum buffer (MI-FGSM), once a step is taken
+    rgb: np.ndarray | None = None  # the judged output pixels, once finished: what is written
     pixels: int = field(init=False)
     admitted: float = field(default_factory=time.perf_counter)
 
@@ -189,13 +190,10 @@ class IFGSM:
     def _preprocess(self, images: Sequence[Tensor]) -> Tensor:
         return torch.stack([self.victim.preprocess(im) for im in images])
 
-    def judge(self, inputs: Sequence[Tensor]) -> Tensor:
-        """Victim outputs on the JPEG re-encode of each input's quantised output (same geometry)."""
+    def judge(self, rgbs: Sequence[np.ndarray]) -> Tensor:
+        """Victim outputs on the JPEG re-encode of each output's uint8 pixels (same geometry)."""
         with torch.no_grad():
-            seen = [
-                jpeg.to_float(jpeg.roundtrip(self.output_rgb(x), self.config.jpeg_quality))
-                for x in inputs
-            ]
+            seen = [jpeg.to_float(jpeg.roundtrip(rgb, self.config.jpeg_quality)) for rgb in rgbs]
             return self.backend.outputs(self._preprocess(seen))
 
     def _admit(
@@ -211,8 +209,8 @@ class IFGSM:
         items: list[_Item] = []
         finished: list[tuple[_Item, Verdict]] = []
         for geometry, group in _by_geometry(indexed, self.victim, key=lambda p: p[1][0]).items():
-            starts = [start for _, (start, _, _) in group]
-            before = self.judge(starts)
+            unattacked = [self.output_rgb(start) for _, (start, _, _) in group]
+            before = self.judge(unattacked)
             clean = before
             if self.victim.needs_clean_outputs:
                 with torch.no_grad():
@@ -221,34 +219,39 @@ class IFGSM:
             targets = self.victim.reference(clean, before)
             before_ok = self.victim.is_protected(before, targets)
             alone = self.victim.is_protected(before, self.victim.reference(clean, clean))
-            xs = []
-            for index, (start, _, init) in group:
+            # Where each photo starts, and its output pixels: the centre's are the un-attacked
+            # ones already judged; a given init or a random start is judged now.
+            xs, rgbs, moved = [], list(unattacked), []
+            for row, (index, (start, _, init)) in enumerate(group):
                 x = init
                 if self.config.random_start:
                     gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
                     x = x + (torch.rand(x.shape, generator=gen) * 2 - 1) * self.config.eps
-                xs.append(x if x is start else self._project(x, start))
-            moved = [row for row, (x, start) in enumerate(zip(xs, starts)) if x is not start]
+                if x is start:
+                    # A contiguous copy: the fused step updates x in place as one flat array,
+                    # and start is the caller's.
+                    xs.append(start.clone(memory_format=torch.contiguous_format))
+                else:
+                    xs.append(self._project(x, start))
+                    rgbs[row] = self.output_rgb(xs[row])
+                    moved.append(row)
             now = before.clone()
             if moved:
-                now[moved] = self.judge([xs[row] for row in moved])
+                now[moved] = self.judge([rgbs[row] for row in moved])
             now_ok = self.victim.is_protected(now, targets)
             for row, (index, (start, _, _)) in enumerate(group):
                 item = _Item(
                     index=index,
                     start=start,
-                    # A contiguous copy: the fused step updates x in place as one flat array,
-                    # and start is the caller's.
-                    x=start.clone(memory_format=torch.contiguous_format)
-                    if xs[row] is start
-                    else xs[row],
+                    x=xs[row],
                     target=targets[row],
                     before=Verdict(before[row : row + 1], bool(before_ok[row])),
                     jpeg_alone=bool(alone[row]),
                     geometry=geometry,
-                    unattacked=self.output_rgb(start),
+                    unattacked=unattacked[row],
                 )
                 if now_ok[row] or self.config.steps == 0:
+                    item.rgb = rgbs[row]
                     finished.append((item, Verdict(now[row : row + 1], bool(now_ok[row]))))
                 else:
                     items.append(item)
@@ -291,7 +294,7 @@ class IFGSM:
             for item, verdict in finished:
                 yield AttackResult(
                     index=item.index,
-                    rgb=self.output_rgb(item.x),
+                    rgb=item.rgb,
                     unattacked=item.unattacked,
                     steps=item.steps,
                     before=item.before,
@@ -338,13 +341,15 @@ class IFGSM:
                 alpha = cfg.step_size(item.steps)
                 sign_step_project(x.detach(), direction, item.start, alpha, cfg.eps, out=item.x)
                 item.steps += 1
-        judged = self.judge([it.x for it in group])
+        rgbs = [self.output_rgb(it.x) for it in group]
+        judged = self.judge(rgbs)
         ok = self.victim.is_protected(judged, targets)
-        return [
-            (item, Verdict(judged[row : row + 1], bool(ok[row])))
-            for row, item in enumerate(group)
-            if ok[row] or item.steps >= cfg.steps
-        ]
+        finished = []
+        for row, item in enumerate(group):
+            if ok[row] or item.steps >= cfg.steps:
+                item.rgb = rgbs[row]
+                finished.append((item, Verdict(judged[row : row + 1], bool(ok[row]))))
+        return finished
 
     def _direction(self, item: _Item, grad: Tensor) -> Tensor:
         """What the sign step follows: the (blurred) gradient, or with momentum the decaying sum

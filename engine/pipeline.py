@@ -2,8 +2,9 @@
 
 One bad file never stops the batch: it gets one report row and one stderr line naming the file
 and the reason.  That holds for a photo the attack itself fails on: the photos that were in its
-batch are retried one by one, and only the one that fails alone gets the error row.  Outputs are written atomically, inputs are never overwritten, and with
-``resume`` the inputs whose output and report row are complete are skipped.
+batch are retried one by one, and only the one that fails alone gets the error row.  Outputs
+are written atomically, inputs are never overwritten, and with ``resume`` the inputs whose
+output and report row are complete are skipped.
 """
 
 from __future__ import annotations
