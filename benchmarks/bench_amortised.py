@@ -32,19 +32,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.table import Table
-
-from camo_engine import jpeg
-from camo_engine.amortised import ProtectorNet, load_protector, protector_starts, save_protector
+from camo_engine.amortised import (
+    AmortisedNet,
+    amortised_starts,
+    load_amortised,
+    save_amortised,
+)
+from camo_engine.amortised.train import TrainConfig, train_protector
 from camo_engine.attack import AttackConfig
 from camo_engine.backends import TorchBackend
-from camo_engine.bench import CountingBackend, Outcome, bench_images, outcome_row
-from camo_engine.imageio import load_image
+from camo_engine.benchmarks.harness import (
+    CountingBackend,
+    Outcome,
+    bench_images,
+    outcome_row,
+)
+from camo_engine.io import jpeg
+from camo_engine.io.load import load_image
 from camo_engine.protector import Protector
 from camo_engine.samples import sample_paths
-from camo_engine.train_protector import TrainConfig, train_protector
 from camo_engine.victims import Victim, load_victim
+from rich.console import Console
+from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROTECTORS = RESULTS / "protectors"
@@ -58,10 +67,10 @@ FINISH_STEPS = (0, 10)
 PLAIN_STEPS = (AttackConfig().steps,)
 
 
-def protector(name: str, victim: Victim, config: TrainConfig, path: Path, retrain: bool) -> ProtectorNet:
+def protector(name: str, victim: Victim, config: TrainConfig, path: Path, retrain: bool) -> AmortisedNet:
     """The saved protector if it was trained with ``config``, else a freshly trained one."""
     if path.is_file() and not retrain:
-        model, meta = load_protector(path)
+        model, meta = load_amortised(path)
         # Rebuilt through TrainConfig, so fields added later compare at their defaults.
         if TrainConfig(**meta.get("training", {})) == config:
             return model
@@ -71,7 +80,7 @@ def protector(name: str, victim: Victim, config: TrainConfig, path: Path, retrai
     model = train_protector(victim, photos, config, on_step=log_losses)
     seconds = time.perf_counter() - start
     meta = {"victim": name, "training": dataclasses.asdict(config), "train_seconds": round(seconds)}
-    save_protector(model, path, meta)
+    save_amortised(model, path, meta)
     print(f"trained {path.name} in {seconds:.0f} s")
     return model
 
@@ -80,13 +89,13 @@ def log_losses(step: int, losses: dict[str, float]) -> None:
     print(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in losses.items()), flush=True)
 
 
-def tool(victim: Victim, backend: CountingBackend, config: AttackConfig, net: ProtectorNet | None, finish: int):
+def tool(victim: Victim, backend: CountingBackend, config: AttackConfig, net: AmortisedNet | None, finish: int):
     """``camo_engine.Protector`` as ``protect`` runs it: with ``--protector``/``--finish-steps``
     when there is a net, else plain I-FGSM with ``config.steps``."""
     if net is None:
         protector = Protector(victim, config=config, backend=backend)
     else:
-        protector = Protector(victim, config=config, backend=backend, protector=net, finish_steps=finish)
+        protector = Protector(victim, config=config, backend=backend, amortised=net, finish_steps=finish)
 
     def run(images: list[np.ndarray]) -> tuple[Outcome, list[str]]:
         backend.reset()
@@ -104,11 +113,11 @@ def tool(victim: Victim, backend: CountingBackend, config: AttackConfig, net: Pr
     return run
 
 
-def forward_seconds(net: ProtectorNet, images: list[np.ndarray]) -> tuple[float, float]:
+def forward_seconds(net: AmortisedNet, images: list[np.ndarray]) -> tuple[float, float]:
     """Wall and CPU seconds per image of the protector's forward pass alone (no verdicts)."""
     floats = [jpeg.to_float(im) for im in images]
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in protector_starts(net, floats):
+    for _ in amortised_starts(net, floats):
         pass
     return (time.perf_counter() - start) / len(images), (time.process_time() - cpu) / len(images)
 

@@ -27,10 +27,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-
 from camo_engine.backends import TorchBackend  # noqa: E402
 from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from camo_engine.export.examples import example_batch, example_targets, victim_geometries  # noqa: E402
+from camo_engine.export.examples import (  # noqa: E402
+    example_batch,
+    example_targets,
+    victim_geometries,
+)
 from camo_engine.victims.base import Victim  # noqa: E402
 
 THREADS = 2
@@ -40,7 +43,10 @@ TABLE = RESULTS.with_suffix(".md")
 
 def load(name: str) -> Victim:
     if name == "resnet50-places365":
-        from camo_engine.victims.places365 import ResNet50Places365, places365_architecture
+        from camo_engine.victims.places365 import (
+            ResNet50Places365,
+            places365_architecture,
+        )
 
         torch.manual_seed(365)
         return ResNet50Places365(places365_architecture())

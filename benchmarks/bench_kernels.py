@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
-
 from camo_engine.kernels.ifgsm_step import available_implementations, reference, select
+from torch import Tensor
 
 ALPHA, EPS = 1 / 255, 8 / 255
 GPU_ONLY = {"numba-cuda", "cuda-source"}

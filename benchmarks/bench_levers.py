@@ -18,12 +18,11 @@ import time
 from dataclasses import replace
 
 import torch
-
-from camo_engine import jpeg
 from camo_engine.attack import IFGSM, AttackConfig, AttackResult
 from camo_engine.backends import TorchBackend
-from camo_engine.bench import CountingBackend, bench_images, fit
-from camo_engine.metrics import psnr
+from camo_engine.benchmarks.harness import CountingBackend, bench_images, fit
+from camo_engine.io import jpeg
+from camo_engine.measure.fidelity import psnr
 from camo_engine.victims import load_victim
 
 # Plain I-FGSM (the first default) and each lever on top of it, at the same eps and budget.

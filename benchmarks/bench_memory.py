@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-from camo_engine.imageio import load_image
+from camo_engine.io.load import load_image
 from camo_engine.samples import sample_paths
+from PIL import Image
 
 TWELVE_MP = (4000, 3000)  # (width, height)
 

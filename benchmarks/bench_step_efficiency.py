@@ -23,10 +23,13 @@ import time
 from collections.abc import Callable
 
 import torch
-
 from camo_engine.backends import TorchBackend
-from camo_engine.flops import PRECISION_DTYPES, victim_work_per_row
-from camo_engine.victims.places365 import INPUT_SIZE, ResNet50Places365, places365_architecture
+from camo_engine.measure.flops import PRECISION_DTYPES, victim_work_per_row
+from camo_engine.victims.places365 import (
+    INPUT_SIZE,
+    ResNet50Places365,
+    places365_architecture,
+)
 
 MATMUL_SIZES = (1024, 2048, 3072)
 

@@ -4,7 +4,7 @@ The data flows one way: load -> enhance -> attack -> encode -> report.  The libr
 point is :class:`Protector`; the command line (``camo-engine``) is a thin layer over it.
 """
 
-from .attack import AttackConfig, AttackResult, IFGSM
+from .attack import IFGSM, AttackConfig, AttackResult
 from .protector import Protected, Protector
 from .victims import Victim, load_victim
 

@@ -18,12 +18,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .contact_sheet import Panel, amplified_difference, thumbnail, write_contact_sheet
-from .discovery import Job, output_path, refuse_overwrite
-from .imageio import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, load_image
-from .outputs import MetadataPolicy, atomic_write, encode_output, pixels_to_protect
+from .io.discover import Job, output_path, refuse_overwrite
+from .io.load import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, load_image
+from .io.report import ReportWriter, Summary, read_rows, summarise, write_summary
+from .io.write import MetadataPolicy, atomic_write, encode_output, pixels_to_protect
+from .measure.contact_sheet import (
+    Panel,
+    amplified_difference,
+    thumbnail,
+    write_contact_sheet,
+)
 from .protector import Protected, Protector
-from .report import ReportWriter, Summary, read_rows, summarise, write_summary
 
 
 @dataclass(frozen=True)

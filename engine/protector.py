@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import jpeg
-from .amortised import ProtectorNet, protector_for, protector_starts
-from .attack import AttackConfig, AttackResult, IFGSM
+from .amortised import AmortisedNet, amortised_for, amortised_starts
+from .attack import IFGSM, AttackConfig, AttackResult
 from .backends import GradientBackend, make_backend
 from .enhance import parse_enhancers
-from .metrics import fidelity
+from .io import jpeg
+from .measure.fidelity import fidelity
 from .victims import Victim, load_victim
 
 
@@ -71,8 +71,8 @@ class Protector:
     enhancer and perturbs the *input*, and the output is the enhancer applied to it.
     Verdicts are always against the original photo.
 
-    ``protector`` (a checkpoint from ``camo-engine train-protector``, or a loaded
-    :class:`~camo_engine.amortised.ProtectorNet`) protects each photo in one forward pass at
+    ``amortised`` (a checkpoint from ``camo-engine train-protector``, or a loaded
+    :class:`~camo_engine.amortised.AmortisedNet`) protects each photo in one forward pass at
     its working size; its output is judged after JPEG like any other, and the photos it did
     not protect get up to ``finish_steps`` I-FGSM steps from there (0: the protector alone).
     The checkpoint must have been trained against this victim, at ``config.eps``.
@@ -87,7 +87,7 @@ class Protector:
         backend_options: dict[str, Any] | None = None,
         enhance: str | nn.Module | None = None,
         through: bool = False,
-        protector: ProtectorNet | Path | str | None = None,
+        amortised: AmortisedNet | Path | str | None = None,
         finish_steps: int = 0,
         **victim_options: Any,
     ) -> None:
@@ -102,7 +102,7 @@ class Protector:
         self.through = through
         self.victim = victim if isinstance(victim, Victim) else load_victim(victim, **victim_options)
         self.config = config or AttackConfig()
-        self.net = self._protector_net(protector, finish_steps)
+        self.net = self._amortised_net(amortised, finish_steps)
         # With a protector, I-FGSM only finishes what it left: its budget is finish_steps.
         self.attack_config = (
             self.config if self.net is None else dataclasses.replace(self.config, steps=finish_steps)
@@ -124,7 +124,7 @@ class Protector:
                 original = as_image(rgb, i)
                 centre = init = self._start(original)
                 if self.net is not None:
-                    [(centre, init)] = protector_starts(self.net, [centre])
+                    [(centre, init)] = amortised_starts(self.net, [centre])
                 yield centre, original, init
 
         # (centres, originals[, inits]): without a protector the attack starts at the centres.
@@ -145,10 +145,10 @@ class Protector:
         """Whether outputs are enhanced (by an enhancer, or by the protector's own head)."""
         return self.enhancer is not None or (self.net is not None and self.net.enhance)
 
-    def _protector_net(
-        self, protector: ProtectorNet | Path | str | None, finish_steps: int
-    ) -> ProtectorNet | None:
-        if protector is None:
+    def _amortised_net(
+        self, amortised: AmortisedNet | Path | str | None, finish_steps: int
+    ) -> AmortisedNet | None:
+        if amortised is None:
             if finish_steps:
                 raise ValueError("finish_steps needs a protector to finish from")
             return None
@@ -156,7 +156,7 @@ class Protector:
             raise ValueError(
                 "a protector's output is the protected photo: it cannot attack through an enhancer"
             )
-        net = protector_for(protector, self.victim.name, self.config.eps)
+        net = amortised_for(amortised, self.victim.name, self.config.eps)
         if net.enhance and self.enhancer is not None:
             raise ValueError("this protector enhances with its own head: give no enhancer with it")
         return net

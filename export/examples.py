@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .. import jpeg
+from ..io import jpeg
 from ..samples import sample_paths
 from ..victims.base import Victim
 

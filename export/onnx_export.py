@@ -10,7 +10,14 @@ import torch
 from ..victims.base import Victim
 from .check import relative_error, run_onnx
 from .examples import example_batch, example_targets
-from .manifest import GraphPair, Manifest, input_fields, sha256, tool_versions, victim_fields
+from .manifest import (
+    GraphPair,
+    Manifest,
+    input_fields,
+    sha256,
+    tool_versions,
+    victim_fields,
+)
 from .onnx_autodiff import Objective, gradient_model, standard_forward
 
 

@@ -17,7 +17,14 @@ from ..victims.base import Victim
 from .check import check_graphs
 from .examples import Geometry, example_batch, example_targets, victim_geometries
 from .fold import fold_batchnorm
-from .manifest import GraphPair, Manifest, input_fields, sha256, tool_versions, victim_fields
+from .manifest import (
+    GraphPair,
+    Manifest,
+    input_fields,
+    sha256,
+    tool_versions,
+    victim_fields,
+)
 from .trace import forward_from_gradient, gradient_function, to_onnx, trace
 
 DEFAULT_OPSET = 18

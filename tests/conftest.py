@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from camo_engine.samples import sample_paths
+from PIL import Image
 
 torch.set_num_threads(2)
 

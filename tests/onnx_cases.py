@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pytest
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
@@ -64,12 +64,11 @@ def torch_regressor_step(
 # -- a tiny torch victim that exercises every backward the real ones need, in seconds ----------
 from pathlib import Path  # noqa: E402
 
-from torch import nn  # noqa: E402
-
 from camo_engine.export.cache import cached_export  # noqa: E402
 from camo_engine.export.torch_export import export_victim  # noqa: E402
 from camo_engine.victims.geometry import resize  # noqa: E402
 from camo_engine.victims.objectives import Classifier  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 class TinyClassifier(Classifier):

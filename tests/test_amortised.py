@@ -9,43 +9,42 @@ import onnxruntime as ort
 import pytest
 import torch
 import typer
-from PIL import Image
-from typer.testing import CliRunner
-
-from camo_engine import jpeg
 from camo_engine.amortised import (
-    ProtectorNet,
-    export_protector_onnx,
-    load_protector,
-    protector_inits,
-    protector_starts,
-    save_protector,
+    AmortisedNet,
+    amortised_inits,
+    amortised_starts,
+    export_amortised_onnx,
+    load_amortised,
+    save_amortised,
+)
+from camo_engine.amortised.train import (
+    TrainConfig,
+    attack_loss,
+    clean_targets,
+    new_amortised,
+    random_crops,
+    train_protector,
 )
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import TorchBackend
 from camo_engine.cli import app
+from camo_engine.cli.train import train_protector_command
+from camo_engine.io import jpeg
+from camo_engine.io.report import read_rows
 from camo_engine.protector import Protector
-from camo_engine.report import read_rows
-from camo_engine.cli_train import train_protector_command
-from camo_engine.train_protector import (
-    TrainConfig,
-    attack_loss,
-    clean_targets,
-    new_protector,
-    random_crops,
-    train_protector,
-)
 from camo_engine.victims import load_victim
 from camo_engine.victims.checkpoint import CheckpointError
+from PIL import Image
+from typer.testing import CliRunner
 
 EPS = 8 / 255
 ODD_SIZES = [(1, 1), (5, 7), (37, 53)]
 
 
-def tiny_net(enhance: bool = False, working_side: int | None = None, seed: int = 0) -> ProtectorNet:
+def tiny_net(enhance: bool = False, working_side: int | None = None, seed: int = 0) -> AmortisedNet:
     """A two-level net whose heads are randomised, so that its output is not the identity."""
     torch.manual_seed(seed)
-    net = ProtectorNet(EPS, widths=(4, 8), enhance=enhance, working_side=working_side)
+    net = AmortisedNet(EPS, widths=(4, 8), enhance=enhance, working_side=working_side)
     torch.nn.init.normal_(net.head.weight, std=2.0)
     torch.nn.init.normal_(net.head.bias, std=1.0)
     return net.eval()
@@ -65,7 +64,7 @@ def tensors(small_photos: list[np.ndarray]) -> list[torch.Tensor]:
 def test_untrained_enhancement_is_the_identity() -> None:
     x = torch.rand(2, 3, 9, 11)
     with torch.no_grad():
-        centre, out = ProtectorNet(widths=(4, 8, 16), enhance=True).split(x)
+        centre, out = AmortisedNet(widths=(4, 8, 16), enhance=True).split(x)
     assert torch.equal(centre, x) and not torch.equal(out, x)
 
 
@@ -87,27 +86,27 @@ def test_output_is_inside_the_eps_ball_and_range(size: tuple[int, int], enhance:
 def test_working_resolution_keeps_full_size_and_the_bound() -> None:
     net = tiny_net(working_side=16)
     image = torch.rand(3, 48, 70, generator=torch.Generator().manual_seed(2))
-    [(centre, init)] = list(protector_starts(net, [image]))
-    [(_, full)] = list(protector_starts(net, [image], full_resolution=True))
+    [(centre, init)] = list(amortised_starts(net, [image]))
+    [(_, full)] = list(amortised_starts(net, [image], full_resolution=True))
     assert init.shape == full.shape == image.shape and torch.equal(centre, image)
     assert (init - image).abs().max() <= EPS + 1e-6
     assert not torch.equal(init, full), "the net should have run at its working side"
     # A photo already within the working side runs as is.
     small = image[:, :16, :20]
     with torch.no_grad():
-        assert torch.equal(next(protector_inits(net, [small])), net(small[None])[0])
+        assert torch.equal(next(amortised_inits(net, [small])), net(small[None])[0])
 
 
 def test_inits_of_an_enhancing_net_need_their_centres() -> None:
-    with pytest.raises(ValueError, match="protector_starts"):
-        protector_inits(tiny_net(enhance=True), [torch.rand(3, 8, 8)])
+    with pytest.raises(ValueError, match="amortised_starts"):
+        amortised_inits(tiny_net(enhance=True), [torch.rand(3, 8, 8)])
 
 
 # -- checkpoints and ONNX -----------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path: Path) -> None:
     net = tiny_net(enhance=True, working_side=96)
-    path = save_protector(net, tmp_path / "p.pt", {"victim": "efficientnet-lite0", "eps": EPS})
-    loaded, meta = load_protector(path)
+    path = save_amortised(net, tmp_path / "p.pt", {"victim": "efficientnet-lite0", "eps": EPS})
+    loaded, meta = load_amortised(path)
     assert loaded.config == net.config
     assert meta["victim"] == "efficientnet-lite0" and "torch" in meta["versions"]
     x = torch.rand(1, 3, 13, 17)
@@ -119,20 +118,20 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
-        load_protector(garbage)
+        load_amortised(garbage)
     with pytest.raises(CheckpointError, match="no such file"):
-        load_protector(tmp_path / "missing.pt")
+        load_amortised(tmp_path / "missing.pt")
     bare = tmp_path / "bare.pt"
     torch.save(tiny_net().state_dict(), bare)
     with pytest.raises(CheckpointError, match="not a camo-engine protector"):
-        load_protector(bare)
-    path = save_protector(tiny_net(), tmp_path / "p.pt", {})
+        load_amortised(bare)
+    path = save_amortised(tiny_net(), tmp_path / "p.pt", {})
     # Header says (4, 8); weights of another width do not fit.
     checkpoint = torch.load(path, weights_only=True)
-    checkpoint["state_dict"] = ProtectorNet(widths=(4, 16)).state_dict()
+    checkpoint["state_dict"] = AmortisedNet(widths=(4, 16)).state_dict()
     torch.save(checkpoint, path)
     with pytest.raises(CheckpointError, match="do not fit the stored architecture"):
-        load_protector(path)
+        load_amortised(path)
 
 
 @pytest.mark.slow
@@ -140,7 +139,7 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path: Path) -> None:
 def test_onnx_export_matches_torch_at_other_sizes(tmp_path: Path, enhance: bool) -> None:
     net = tiny_net(enhance)
     path = tmp_path / "p.onnx"
-    assert export_protector_onnx(net, path) <= 1e-4
+    assert export_amortised_onnx(net, path) <= 1e-4
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.rand(3, 3, 21, 30)  # batch, height and width unlike the traced example
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
@@ -171,7 +170,7 @@ def test_training_lowers_the_attack_loss_on_its_crops(lite0, tensors) -> None:
                          torch.Generator().manual_seed(config.seed))
     targets = clean_targets(lite0, crops)
     with torch.no_grad():
-        before = attack_loss(lite0, new_protector(config)(crops), targets, config.jpeg_quality).mean()
+        before = attack_loss(lite0, new_amortised(config)(crops), targets, config.jpeg_quality).mean()
         after = attack_loss(lite0, net(crops), targets, config.jpeg_quality).mean()
     assert after < before - 0.1, (float(before), float(after))
 
@@ -181,7 +180,7 @@ def test_ifgsm_starts_from_the_protector_and_judges_after_jpeg(lite0, tensors) -
     images = tensors[:2]
     net = tiny_net()
     attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(steps=2))
-    results = sorted(attack.run(images, inits=protector_inits(net, images)), key=lambda r: r.index)
+    results = sorted(attack.run(images, inits=amortised_inits(net, images)), key=lambda r: r.index)
     assert [r.index for r in results] == [0, 1]
     for r, image in zip(results, images):
         assert 0 <= r.steps <= 2
@@ -195,8 +194,8 @@ def test_zero_finishing_steps_return_the_protector_output(lite0, tensors) -> Non
     images = tensors[:2]
     net = tiny_net()
     attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(steps=0))
-    results = sorted(attack.run(images, inits=protector_inits(net, images)), key=lambda r: r.index)
-    for r, init in zip(results, protector_inits(net, images)):
+    results = sorted(attack.run(images, inits=amortised_inits(net, images)), key=lambda r: r.index)
+    for r, init in zip(results, amortised_inits(net, images)):
         assert r.steps == 0
         np.testing.assert_array_equal(r.rgb, jpeg.to_uint8(init))
 
@@ -217,7 +216,7 @@ def photo_folder(tmp_path_factory, small_photos) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return save_protector(tiny_net(), tmp_path_factory.mktemp("net") / "brisque.pt", {"victim": "brisque"})
+    return save_amortised(tiny_net(), tmp_path_factory.mktemp("net") / "brisque.pt", {"victim": "brisque"})
 
 
 def protect_rows(folder: Path, out: Path, *args: str) -> dict[str, dict]:
@@ -255,7 +254,7 @@ def test_protect_with_a_protector_finishes_only_what_it_left(tmp_path, photo_fol
 
 
 def test_a_protector_for_another_victim_is_a_clear_error(tmp_path, photo_folder) -> None:
-    path = save_protector(tiny_net(), tmp_path / "lite0.pt", {"victim": "efficientnet-lite0"})
+    path = save_amortised(tiny_net(), tmp_path / "lite0.pt", {"victim": "efficientnet-lite0"})
     result = CliRunner().invoke(app, ["protect", str(photo_folder), "-o", str(tmp_path / "o"),
                                       *BRISQUE_SPLIT, "--protector", str(path)])
     assert result.exit_code == 2
@@ -285,13 +284,13 @@ def test_a_bad_protector_file_is_a_clear_error(tmp_path, photo_folder, name, con
 
 def test_protector_options_that_do_not_fit_are_errors(checkpoint) -> None:
     with pytest.raises(ValueError, match="trained for eps 8/255 but the attack.s eps is 4/255"):
-        Protector("brisque", config=AttackConfig(eps=4 / 255), protector=checkpoint)
+        Protector("brisque", config=AttackConfig(eps=4 / 255), amortised=checkpoint)
     with pytest.raises(ValueError, match="finish_steps needs a protector"):
         Protector("brisque", finish_steps=3)
     with pytest.raises(ValueError, match="cannot attack through"):
-        Protector("brisque", enhance="pillow", through=True, protector=checkpoint)
+        Protector("brisque", enhance="pillow", through=True, amortised=checkpoint)
     with pytest.raises(ValueError, match="its own head"):
-        Protector("brisque", enhance="pillow", protector=tiny_net(enhance=True))
+        Protector("brisque", enhance="pillow", amortised=tiny_net(enhance=True))
     for args in (["--finish-steps", "2"], ["--protector", str(checkpoint), "--steps", "5"]):
         result = CliRunner().invoke(app, ["protect", "--samples", *args])
         assert result.exit_code == 2
@@ -309,7 +308,7 @@ def test_train_protector_command_writes_checkpoint_and_onnx(tmp_path: Path, smal
             "--crop", "32", "--eps", "4/255", "--enhance", "pillow", "--recon-weight", "5", "-o", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    model, meta = load_protector(out)
+    model, meta = load_amortised(out)
     assert out.with_suffix(".onnx").is_file()
     assert model.eps == pytest.approx(4 / 255) and model.working_side == 32 and model.enhance
     assert meta["victim"] == "efficientnet-lite0" and meta["enhance"] == "pillow"

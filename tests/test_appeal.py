@@ -14,12 +14,11 @@ import scipy.linalg
 import scipy.ndimage
 import torch
 import torchvision
-from PIL import Image
-
-from camo_engine import appeal
 from camo_engine.enhance import adjust_pillow
-from camo_engine.jpeg import to_float, to_uint8
+from camo_engine.io.jpeg import to_float, to_uint8
+from camo_engine.measure import appeal
 from camo_engine.victims.checkpoint import CheckpointError
+from PIL import Image
 
 
 @pytest.fixture

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-
-from camo_engine import jpeg
 from camo_engine.attack import IFGSM, AttackConfig
+from camo_engine.attack.direction import step_direction
 from camo_engine.backends import TorchBackend
 from camo_engine.backends.base import Step
-from camo_engine.bench import bench_images, fit
+from camo_engine.benchmarks.harness import bench_images, fit
+from camo_engine.io import jpeg
 from camo_engine.victims import load_victim
 from camo_engine.victims.objectives import Classifier
 
@@ -200,29 +199,25 @@ def test_bad_schedule_or_momentum_is_refused(options):
         AttackConfig(alpha=1 / 255, eps=8 / 255, **options)
 
 
-def test_momentum_keeps_moving_where_the_clamped_loss_is_flat(lite0):
+def test_momentum_keeps_moving_where_the_clamped_loss_is_flat():
     """Past ``-confidence`` the classifier loss has zero gradient: plain I-FGSM stands still
     there, MI-FGSM keeps its last direction (the photo JPEG had undone can still move)."""
     grad = torch.randn(3, 8, 8)
     flat = torch.zeros(3, 8, 8)
-    item = SimpleNamespace(velocity=None)
-    plain = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=0.0, blur_sigma=0.0))
-    assert torch.equal(plain._direction(item, flat), flat)
-    mifgsm = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=1.0, blur_sigma=0.0))
-    first = mifgsm._direction(item, grad).clone()
-    assert torch.equal(first.sign(), grad.sign())
-    assert torch.equal(mifgsm._direction(item, flat).sign(), grad.sign())
+    assert torch.equal(step_direction(flat.clone(), None, sigma=0.0, momentum=0.0), flat)
+    velocity = step_direction(grad.clone(), None, sigma=0.0, momentum=1.0)
+    assert torch.equal(velocity.sign(), grad.sign())
+    assert torch.equal(step_direction(flat.clone(), velocity, sigma=0.0, momentum=1.0).sign(), grad.sign())
 
 
-def test_blur_spreads_the_gradient_and_sigma_0_leaves_it(lite0):
+def test_blur_spreads_the_gradient_and_sigma_0_leaves_it():
     """TI-FGSM's blur: one hot pixel of gradient moves its 5x5 neighbourhood (sigma 1), in the
     same direction; sigma 0 moves that pixel alone."""
     impulse = torch.zeros(3, 9, 9)
     impulse[1, 4, 4] = 2.0
 
     def direction(sigma: float) -> torch.Tensor:
-        attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(momentum=0.0, blur_sigma=sigma))
-        return attack._direction(SimpleNamespace(velocity=None), impulse.clone())
+        return step_direction(impulse.clone(), None, sigma=sigma, momentum=0.0)
 
     assert torch.equal(direction(0.0), impulse)
     moved = direction(1.0).sign()

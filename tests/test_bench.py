@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
-
-from camo_engine import bench, flops, jpeg
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import TorchBackend
-from camo_engine.bench import CountingBackend, bench_images, fit
-from camo_engine.flops import count_work, victim_work_per_row
-from camo_engine.cli_bench import bench_command
-from camo_engine.evaluate import judge, jpeg_condition
+from camo_engine.benchmarks import harness as bench
+from camo_engine.benchmarks.harness import CountingBackend, bench_images, fit
+from camo_engine.cli.bench import bench_command
+from camo_engine.io import jpeg
+from camo_engine.measure import flops
+from camo_engine.attack.verdict import jpeg_condition, judge
+from camo_engine.measure.flops import count_work, victim_work_per_row
 from camo_engine.victims import load_victim
+from typer.testing import CliRunner
 
 
 def test_default_workload_is_deterministic_and_large_enough():

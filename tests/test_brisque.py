@@ -8,15 +8,13 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from skimage import data
-
 from brisque_reference import score as reference_score
 from camo_engine.samples import sample_paths
 from camo_engine.victims import load_victim
 from camo_engine.victims.brisque import Brisque, _half_scale, load_brisque
 from camo_engine.victims.geometry import resize
-
+from PIL import Image
+from skimage import data
 
 # The shared sample photos (keyed by file stem, as the ``photos`` fixture does), skimage's grey
 # photos, and a microscopy image whose bright smooth background is the hardest case for float32.

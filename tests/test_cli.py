@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +14,10 @@ import numpy as np
 import pytest
 import typer
 from awkward_files import OWNER, SERIAL, build_corpus
+from camo_engine.cli import app
+from camo_engine.io.report import read_rows
 from PIL import Image
 from typer.testing import CliRunner
-
-from camo_engine.cli import app
-from camo_engine.report import read_rows
 
 FAST = ["-v", "efficientnet-lite0", "--steps", "2"]
 
@@ -220,7 +217,7 @@ def test_protect_step_defaults_are_the_library_defaults():
 
 
 def test_attack_config_parses_levels_for_every_command():
-    from camo_engine.cli_options import attack_config
+    from camo_engine.cli.options import attack_config
 
     config = attack_config("8/255", "0.004", "4/255", steps=3)
     assert (config.eps, config.alpha, config.alpha_start, config.steps) == (8 / 255, 0.004, 4 / 255, 3)

@@ -10,9 +10,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
-
-from camo_engine import jpeg
 from camo_engine.enhance import (
     REGISTRY,
     Chain,
@@ -24,6 +21,8 @@ from camo_engine.enhance import (
     parse_enhancers,
     spectral_residual,
 )
+from camo_engine.io import jpeg
+from onnx import TensorProto, helper
 
 BUILT_IN = [name for name in REGISTRY if name != "onnx"]
 DIFFERENTIABLE = [name for name in BUILT_IN if REGISTRY[name].differentiable]

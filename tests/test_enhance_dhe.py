@@ -6,10 +6,9 @@ from itertools import pairwise
 
 import numpy as np
 import torch
-
-from camo_engine import jpeg
 from camo_engine.enhance import AdjustDHE, adjust_dhe
 from camo_engine.enhance.dhe import dhe_curves
+from camo_engine.io import jpeg
 
 
 def reference_curve(levels: np.ndarray, emphasis: float = 1.0, depth: int = 12) -> np.ndarray:

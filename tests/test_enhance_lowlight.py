@@ -8,10 +8,9 @@ from importlib import metadata
 import numpy as np
 import pytest
 import torch
-
-from camo_engine import jpeg
 from camo_engine.enhance import LowLight, enhance_low_light
 from camo_engine.enhance.lowlight import WEIGHTS_SHA256, load_weights
+from camo_engine.io import jpeg
 
 
 def gradient_input() -> torch.Tensor:

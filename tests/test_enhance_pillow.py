@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance
-
-from camo_engine import jpeg
 from camo_engine.enhance import AdjustPillow, adjust_pillow
+from camo_engine.io import jpeg
+from PIL import Image, ImageEnhance
 
 # The order the module documents (the 2020 paper's): colour, sharpness, brightness, contrast.
 STAGES = (

@@ -11,14 +11,20 @@ import json
 import numpy as np
 import pytest
 import typer
+from camo_engine import AttackConfig, Protector
+from camo_engine.cli.evaluate import evaluate_command
+from camo_engine.io import jpeg
+from camo_engine.io.report import ReportWriter
+from camo_engine.attack.verdict import conditions
+from camo_engine.measure.evaluate import (
+    appeal_function,
+    evaluate,
+    pair_files,
+    write_outputs,
+)
+from camo_engine.victims import load_victim
 from PIL import Image
 from typer.testing import CliRunner
-
-from camo_engine import AttackConfig, Protector, jpeg
-from camo_engine.cli_evaluate import evaluate_command
-from camo_engine.evaluate import appeal_function, conditions, evaluate, pair_files, write_outputs
-from camo_engine.victims import load_victim
-from camo_engine.report import ReportWriter
 
 VICTIM = "efficientnet-lite0"
 CONDITION_NAMES = ["none", "jpeg90", "jpeg75", "resize0.5"]

@@ -25,10 +25,17 @@ from awkward_files import (
     build_corpus,
     iptc_record,
 )
-from camo_engine import imageio, jpeg
-from camo_engine.discovery import Job, discover, output_path, refuse_overwrite
-from camo_engine.imageio import ImageLoadError, LoadedImage, from_array, load_bytes, load_image
-from camo_engine.outputs import (
+from camo_engine.io import jpeg
+from camo_engine.io import load as imageio
+from camo_engine.io.discover import Job, discover, output_path, refuse_overwrite
+from camo_engine.io.load import (
+    ImageLoadError,
+    LoadedImage,
+    from_array,
+    load_bytes,
+    load_image,
+)
+from camo_engine.io.write import (
     MetadataPolicy,
     atomic_write,
     encode_output,

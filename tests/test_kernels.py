@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor
-
 from camo_engine.kernels import ifgsm_step
 from camo_engine.kernels.ifgsm_step import (
     ImplementationUnavailable,
@@ -21,6 +19,7 @@ from camo_engine.kernels.ifgsm_step import (
     reference,
     select,
 )
+from torch import Tensor
 
 KERNELS = Path(ifgsm_step.__file__).parent
 SHAPES = [(1,), (3, 7, 13), (2, 3, 5, 4), (3, 61, 97)]  # odd sizes: vector loops leave tails
@@ -206,9 +205,8 @@ def test_cuda_source_compiles_with_nvcc(tmp_path: Path) -> None:
 def test_cuda_source_compiles_with_nvrtc() -> None:
     """The loader's own compile step (NVRTC needs no GPU); loading and launching would."""
     pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings is not installed")
-    from cuda.pathfinder import DynamicLibNotFoundError
-
     from camo_engine.kernels import _ifgsm_cuda_source
+    from cuda.pathfinder import DynamicLibNotFoundError
 
     try:
         ptx = _ifgsm_cuda_source.compile_ptx("compute_75")

@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from camo_engine.measure import fidelity as metrics
 from skimage.metrics import structural_similarity
-
-from camo_engine import metrics
 
 
 @pytest.mark.parametrize("band_rows", [1, 16, 128, 10_000])

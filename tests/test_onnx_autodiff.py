@@ -7,12 +7,20 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
-from onnx import helper
-
 from camo_engine.export.check import compare, exact_reference, torch_reference
 from camo_engine.export.onnx_autodiff import Objective, gradient_model
 from camo_engine.export.onnx_graph import UnsupportedOperatorError
-from onnx_cases import TinyClassifier, efficientnet, exported, onnx_cache, places365, run, single_op_model, torch_regressor_step  # noqa: F401
+from onnx import helper
+from onnx_cases import (  # noqa: F401
+    TinyClassifier,
+    efficientnet,
+    exported,
+    onnx_cache,
+    places365,
+    run,
+    single_op_model,
+    torch_regressor_step,
+)
 
 rng = np.random.default_rng(0)
 

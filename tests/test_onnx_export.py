@@ -8,13 +8,19 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from camo_engine.export.check import check_graphs
 from camo_engine.export.decompositions import digamma, lgamma
 from camo_engine.export.examples import example_batch, example_targets
 from camo_engine.export.fold import fold_batchnorm
 from camo_engine.export.manifest import Manifest, ManifestError
-from onnx_cases import TinyClassifier, brisque, efficientnet, exported, onnx_cache, places365  # noqa: F401
+from onnx_cases import (  # noqa: F401
+    TinyClassifier,
+    brisque,
+    efficientnet,
+    exported,
+    onnx_cache,
+    places365,
+)
 
 
 def test_special_functions_match_torch() -> None:

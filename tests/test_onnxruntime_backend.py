@@ -8,15 +8,35 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import BACKENDS, TorchBackend, make_backend
 from camo_engine.backends.base import Step
-from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend, ProviderError, select_providers
-from camo_engine.export.check import MAX_REL_ERR, compare, exact_reference, relative_error
-from camo_engine.export.examples import example_batch, example_targets, sample_images, victim_geometries
+from camo_engine.backends.onnxruntime_backend import (
+    OnnxRuntimeBackend,
+    ProviderError,
+    select_providers,
+)
+from camo_engine.export.check import (
+    MAX_REL_ERR,
+    compare,
+    exact_reference,
+    relative_error,
+)
+from camo_engine.export.examples import (
+    example_batch,
+    example_targets,
+    sample_images,
+    victim_geometries,
+)
 from camo_engine.victims import load_victim
-from onnx_cases import TinyClassifier, brisque, efficientnet, exported, onnx_cache, places365  # noqa: F401
+from onnx_cases import (  # noqa: F401
+    TinyClassifier,
+    brisque,
+    efficientnet,
+    exported,
+    onnx_cache,
+    places365,
+)
 
 
 def test_backend_is_registered() -> None:
@@ -146,10 +166,9 @@ def _tiny_onnx_file(tmp_path):
 @pytest.mark.parametrize("victim", ["efficientnet-lite0", pytest.param("brisque", marks=pytest.mark.extended)])
 def test_protect_cli_gives_the_same_verdicts_on_both_backends(victim, onnx_cache, tmp_path) -> None:
     """``camo-engine protect --samples``: the same successes and steps within +-1 per photo."""
-    from typer.testing import CliRunner
-
     from camo_engine.cli import app
-    from camo_engine.report import read_rows
+    from camo_engine.io.report import read_rows
+    from typer.testing import CliRunner
 
     rows = {}
     for backend in ("torch", "onnxruntime"):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from camo_engine import jpeg
+from camo_engine.io import jpeg
 from camo_engine.victims import load_victim
 from camo_engine.victims.checkpoint import CheckpointError
 from camo_engine.victims.places365 import places365_architecture, places365_categories

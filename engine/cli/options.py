@@ -1,7 +1,7 @@
 """Options shared by several ``camo-engine`` commands, declared once as annotated types.
 
 These are the CLI's reusable argument groups: every command spells and documents them the same
-way. They live apart from :mod:`camo_engine.cli` so command modules can import them without a cycle.
+way (Polygraphy's reusable argument groups).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
-    from .attack import AttackConfig
+    from ..attack import AttackConfig
 
-console = Console(stderr=True)
 
 
 def parse_level(text: str) -> float:
@@ -27,9 +25,17 @@ def parse_level(text: str) -> float:
         raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
 
 
+def parse_list(text: str, kind: type, name: str) -> list:
+    """``"95,90,75"`` -> ``[95, 90, 75]``; a bad item is a usage error naming the option."""
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}: {text!r} is not a comma-separated list of {kind.__name__}") from exc
+
+
 def attack_config(eps: str, alpha: str, alpha_start: str | None, **options: Any) -> AttackConfig:
     """The ``AttackConfig`` for the step options as typed (levels like ``8/255``)."""
-    from .attack import AttackConfig
+    from ..attack import AttackConfig
 
     return AttackConfig(
         eps=parse_level(eps),

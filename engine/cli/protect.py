@@ -1,31 +1,32 @@
-"""The ``camo-engine`` command line: a thin layer over :mod:`camo_engine`'s library API.
-
-Shared options live in :mod:`camo_engine.cli_options`; the larger commands in their own modules.
-"""
+"""``camo-engine protect``: files or folders in, protected photos and a report out."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from PIL import Image
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from .cli_bench import bench_command
-from .cli_evaluate import evaluate_command
-from .cli_options import (
+from .console import stderr as console
+from .console import stdout
+from .options import (
     AlphaOpt,
+    AlphaStartOpt,
     BackendOpt,
     BatchOpt,
     BlurSigmaOpt,
     DeviceOpt,
     EnhanceOpt,
     EpsOpt,
-    AlphaStartOpt,
     FallbackOpt,
     JpegOpt,
     MomentumOpt,
@@ -43,18 +44,10 @@ from .cli_options import (
     WeightsOpt,
     attack_config,
     backend_options,
-    console,
     victim_options,
 )
-from .cli_train import train_protector_command
 
-app = typer.Typer(
-    help="Protect photos before sharing: adversarial camouflage judged after JPEG re-encoding.",
-    no_args_is_help=True,
-    add_completion=False,
-)
 
-@app.command()
 def protect(
     ctx: typer.Context,
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Photo files or folders.")] = None,
@@ -93,12 +86,12 @@ def protect(
     finish_steps: Annotated[Optional[int], typer.Option("--finish-steps", help="With --protector: up to this many I-FGSM steps on the photos it did not protect (default 0: the protector alone).")] = None,
 ) -> None:
     """Protect photos and write them with a report (report.jsonl, report.csv, summary.json)."""
-    from .discovery import discover
-    from .imageio import DEFAULT_MAX_PIXELS
-    from .outputs import MetadataPolicy
-    from .pipeline import OutputOptions, protect_files
-    from .protector import Protector
-    from .samples import sample_paths
+    from ..io.discover import discover
+    from ..io.load import DEFAULT_MAX_PIXELS
+    from ..io.write import MetadataPolicy
+    from ..pipeline import OutputOptions, protect_files
+    from ..protector import Protector
+    from ..samples import sample_paths
 
     if device != "cpu":
         raise typer.BadParameter(f"device {device!r} is not supported: this build runs on the CPU only")
@@ -135,7 +128,7 @@ def protect(
             backend_options=backend_options(backend, precision, providers, provider_fallback, onnx_cache),
             enhance=enhance,
             through=through,
-            protector=protector_file,
+            amortised=protector_file,
             finish_steps=finish_steps or 0,
             **victim_options(weights, threshold, target, top_k, target_class),
         )
@@ -189,76 +182,5 @@ def print_summary(summary, victim: str, output: Path) -> None:
         f"{summary.median_psnr:.1f} dB",
         f"{summary.images_per_second:.2f}",
     )
-    Console().print(table)
-    Console().print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}, {output / 'summary.json'}")
-
-
-@app.command()
-def victims() -> None:
-    """List the victims, what each needs and where its weights come from."""
-    from .victims import REGISTRY
-
-    table = Table(title="victims")
-    for column in ("name", "task", "needs", "weights"):
-        table.add_column(column)
-    for entry in REGISTRY.values():
-        info = entry.info
-        table.add_row(info.name, info.task, info.needs, info.weights)
-    Console().print(table)
-
-
-@app.command()
-def export(
-    victim: Annotated[str, typer.Argument(help="Victim to export (a name, or onnx:PATH).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for forward.onnx, gradient.onnx, manifest.json.")],
-    weights: WeightsOpt = None,
-    threshold: ThresholdOpt = None,
-    target: TargetOpt = None,
-    top_k: TopKOpt = None,
-    target_class: TargetClassOpt = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
-    ir_version: Annotated[int, typer.Option(help="ONNX IR version (onnxruntime loads <= 10).")] = 10,
-) -> None:
-    """Export a victim's forward and input-gradient graphs to ONNX, checked against torch."""
-    from .victims import load_victim
-
-    try:
-        loaded = load_victim(victim, **victim_options(weights, threshold, target, top_k, target_class))
-        if victim.startswith("onnx:"):
-            manifest = loaded.export_onnx(output)
-        else:
-            from .export.torch_export import export_victim
-
-            manifest = export_victim(loaded, output, opset=opset, ir_version=ir_version)
-    except (ValueError, OSError, TypeError) as exc:
-        console.print(f"[red]camo-engine: {exc}")
-        raise typer.Exit(2) from exc
-    Console().print(f"manifest: {manifest}")
-
-
-@app.command()
-def enhancers() -> None:
-    """List the enhancers, whether each is differentiable (usable with --through)."""
-    from .enhance import REGISTRY
-
-    table = Table(title="enhancers")
-    for column in ("name", "differentiable", "what it does"):
-        table.add_column(column)
-    for info in REGISTRY.values():
-        table.add_row(info.name, "yes" if info.differentiable else "no", info.description)
-    Console().print(table)
-
-
-# Registered after protect/victims/export/enhancers so `--help` lists the main job first.
-app.command("evaluate")(evaluate_command)
-app.command("bench")(bench_command)
-app.command("train-protector")(train_protector_command)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="camo-engine")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    stdout.print(table)
+    stdout.print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}, {output / 'summary.json'}")

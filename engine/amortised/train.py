@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from kornia.enhance import jpeg_codec_differentiable
 from torch import Tensor, nn
 
-from .amortised import DEFAULT_WIDTHS, ProtectorNet
-from .victims.base import Victim, check_image
-from .victims.geometry import resize
+from ..victims.base import Victim, check_image
+from ..victims.geometry import resize
+from .net import DEFAULT_WIDTHS, AmortisedNet
 
 StepLog = Callable[[int, dict[str, float]], None]
 MAX_ZOOM = 1.5
@@ -89,11 +89,11 @@ def attack_loss(victim: Victim, protected: Tensor, targets: Tensor, jpeg_quality
     return victim.loss(victim(protected).float(), targets)
 
 
-def new_protector(config: TrainConfig, enhance: bool = False) -> ProtectorNet:
+def new_amortised(config: TrainConfig, enhance: bool = False) -> AmortisedNet:
     """The untrained net for ``config``, initialised from its seed (the caller's RNG untouched)."""
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        return ProtectorNet(config.eps, config.widths, enhance, config.crop)
+        return AmortisedNet(config.eps, config.widths, enhance, config.crop)
 
 
 def train_protector(
@@ -103,8 +103,8 @@ def train_protector(
     *,
     enhance: nn.Module | None = None,
     on_step: StepLog | None = None,
-) -> ProtectorNet:
-    """Train a :class:`ProtectorNet` against ``victim`` on random crops of (3, H, W) ``photos``.
+) -> AmortisedNet:
+    """Train a :class:`AmortisedNet` against ``victim`` on random crops of (3, H, W) ``photos``.
 
     With ``enhance`` the net gets its enhancement head and the reconstruction term pulls its
     output toward ``enhance(crop)``; then ``recon_weight`` must be positive.  ``on_step`` gets
@@ -114,7 +114,7 @@ def train_protector(
         raise ValueError("no training photos")
     if enhance is not None and config.recon_weight <= 0:
         raise ValueError("training toward an enhancer needs a positive recon_weight")
-    net = new_protector(config, enhance is not None)
+    net = new_amortised(config, enhance is not None)
     victim.eval().requires_grad_(False)
     for i, photo in enumerate(photos):
         check_image(photo, f"photo {i}")

@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from .victims import Victim
+from ..victims import Victim
 
 PEAK_MATMUL_SIZE = 2048
 PEAK_REPEATS = 5

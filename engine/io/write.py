@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from . import jpeg
-from .imageio import LoadedImage, srgb_profile_bytes
+from .load import LoadedImage, srgb_profile_bytes
 
 OutputFormat = Literal["jpeg", "png"]
 

@@ -14,15 +14,33 @@ from typing import Annotated, Any
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .bench import (
-    DEFAULT_IMAGES, DEFAULT_SIZE, OURS, TOOLS, GridPoint, Timing, bench_images, run_bench, success_text, write_results,
+from ..benchmarks.harness import (
+    DEFAULT_IMAGES,
+    DEFAULT_SIZE,
+    OURS,
+    TOOLS,
+    GridPoint,
+    Timing,
+    bench_images,
+    run_bench,
+    success_text,
+    write_results,
 )
-from .cli_options import AlphaOpt, AlphaStartOpt, EpsOpt, JpegOpt, SeedOpt, StepsOpt, attack_config, console
-from .cli_evaluate import parse_list
-from .victims import REGISTRY
+from ..victims import REGISTRY
+from .console import stderr as console
+from .console import stdout
+from .options import (
+    AlphaOpt,
+    AlphaStartOpt,
+    EpsOpt,
+    JpegOpt,
+    SeedOpt,
+    StepsOpt,
+    attack_config,
+    parse_list,
+)
 
 Row = dict[str, Any]
 Column = tuple[str, Callable[[Row], str]]
@@ -81,18 +99,18 @@ def table(title: str, rows: list[Row], columns: tuple[Column, ...]) -> Table:
     return out
 
 
-def print_tables(result: dict[str, Any], console: Console) -> None:
+def print_tables(result: dict[str, Any]) -> None:
     """The grid; with --compare every tool, then ours / theirs (ours is the first row per victim)."""
-    console.print(table("camo-engine bench", result["grid"], GRID_COLUMNS))
+    stdout.print(table("camo-engine bench", result["grid"], GRID_COLUMNS))
     if not result["compare"]:
         return
-    console.print(table("--compare: same photos, victim and verdict (after JPEG, timed for every tool)", result["compare"], COMPARE_COLUMNS))
+    stdout.print(table("--compare: same photos, victim and verdict (after JPEG, timed for every tool)", result["compare"], COMPARE_COLUMNS))
     theirs = [r for r in result["compare"] if r["tool"] != OURS]
     ours = {r["victim"]: r for r in result["compare"] if r["tool"] == OURS}
     title = "ours / theirs; ours: " + "; ".join(
         f"{v}: {success_text(r)}, {r['protections_per_s']:.3f} protections/s" for v, r in ours.items()
     )
-    console.print(table(title, theirs, RATIO_COLUMNS))
+    stdout.print(table(title, theirs, RATIO_COLUMNS))
 
 
 def bench_command(
@@ -149,8 +167,7 @@ def bench_command(
         chosen if compare else None,
         log=lambda line: console.print(line),
     )
-    stdout = Console()
-    print_tables(result, stdout)
+    print_tables(result)
     for note in result["notes"]:
         stdout.print(f"note: {note}")
     stem = name or f"bench_{'+'.join(victims)}_{datetime.datetime.now():%Y%m%d-%H%M%S}"

@@ -38,16 +38,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from . import jpeg, strict_json
-from .attack import IFGSM, AttackConfig
-from .backends import GradientBackend, Step, make_backend
-from .benchmarks import reference_hcmus
-from .evaluate import judge, jpeg_condition, write_csv
-from .flops import matmul_peak_gflops, torch_threads, victim_work_per_row
-from .imageio import load_image
-from .metrics import linf, psnr
-from .samples import sample_paths
-from .victims import Victim, load_victim
+from ..attack import IFGSM, AttackConfig
+from ..backends import GradientBackend, Step, make_backend
+from ..io import jpeg, strict_json
+from ..io.load import load_image
+from ..attack.verdict import jpeg_condition, judge
+from ..measure.evaluate import write_csv
+from ..measure.fidelity import linf, psnr
+from ..measure.flops import matmul_peak_gflops, torch_threads, victim_work_per_row
+from ..samples import sample_paths
+from ..victims import Victim, load_victim
+from . import reference_hcmus
 
 DEFAULT_IMAGES = 32
 DEFAULT_SIZE = 384  # short side: BRISQUE's input height, above EfficientNet's 224

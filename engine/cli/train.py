@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from . import jpeg
-from .amortised import export_protector_onnx, save_protector
-from .cli_options import (
+from ..amortised import export_amortised_onnx, save_amortised
+from ..io import jpeg
+from .console import stderr as console
+from .options import (
     EnhanceOpt,
     EpsOpt,
     JpegOpt,
@@ -25,7 +32,6 @@ from .cli_options import (
     TopKOpt,
     VictimOpt,
     WeightsOpt,
-    console,
     parse_level,
     victim_options,
 )
@@ -52,12 +58,12 @@ def train_protector_command(
     enhance: EnhanceOpt = None,
 ) -> None:
     """Train an amortised protector (a small U-Net) and write it as .pt and .onnx."""
-    from .discovery import discover
-    from .enhance import parse_enhancers
-    from .imageio import ImageLoadError, load_image
-    from .samples import sample_paths
-    from .train_protector import TrainConfig, train_protector
-    from .victims import load_victim
+    from ..amortised.train import TrainConfig, train_protector
+    from ..enhance import parse_enhancers
+    from ..io.discover import discover
+    from ..io.load import ImageLoadError, load_image
+    from ..samples import sample_paths
+    from ..victims import load_victim
 
     options = {k: v for k, v in victim_options(weights, threshold, target, top_k, target_class).items() if v is not None}
     try:
@@ -103,7 +109,7 @@ def train_protector_command(
         "photos": len(photos),
         "training": dataclasses.asdict(config),
     }
-    save_protector(model, output, meta)
+    save_amortised(model, output, meta)
     onnx_path = output.with_suffix(".onnx")
-    deviation = export_protector_onnx(model, onnx_path)
+    deviation = export_amortised_onnx(model, onnx_path)
     console.print(f"wrote {output} and {onnx_path} (onnxruntime within {deviation:.1e} of torch)")

@@ -6,18 +6,12 @@ downscale).  For each victim and condition the reference is what the victim says
 original under the same condition, so a condition that by itself changes the verdict on the
 original is not counted as the protection's win: that share is reported beside every rate.
 
-The verdict is the attack loop's own (:class:`camo_engine.attack.IFGSM`), through the victim
-API: the protected photo counts as protected when ``victim.is_protected`` holds against
-``victim.reference(clean, seen)``, where ``clean`` are the outputs on the original as is and
-``seen`` on the original under the condition.  For a classifier both top-1 classes must have
-left the top-k; for a regressor the score must be past its threshold.  The share where the
-condition alone does it is ``victim.is_protected(seen, victim.reference(clean, clean))``.
+The verdict is the attack loop's own, from :mod:`camo_engine.attack.verdict`.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import math
 import os
 import statistics
@@ -27,120 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
-from . import jpeg, strict_json
-from .backends import GradientBackend, make_backend
+from ..attack.verdict import AS_FILES, Condition, judge, outputs_of
+from ..backends import GradientBackend, make_backend
+from ..io import jpeg, strict_json
+from ..io.load import ImageLoadError, load_image
+from ..io.report import read_rows
+from ..victims import Victim
 from .contact_sheet import amplified_difference, figure, thumbnail, write_contact_sheet
-from .imageio import ImageLoadError, load_image
-from .metrics import fidelity
-from .report import read_rows
-from .victims import Victim
+from .fidelity import fidelity
 
 # Victims evaluated when none is named: the quality regressor and the content classifier.
 DEFAULT_VICTIMS = ("brisque", "efficientnet-lite0")
-OUTPUT_BATCH = 16  # images per victim forward when judging
 CONTACT_ROWS = 4
-
-
-# -- conditions --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Condition:
-    """A transformation a shared photo may undergo, applied alike to original and protected."""
-
-    name: str  # machine name: none, jpeg90, resize0.5
-    label: str  # what tables show
-    apply: Callable[[np.ndarray], np.ndarray]
-    jpeg_quality: int | None = None
-
-
-def _identity(rgb: np.ndarray) -> np.ndarray:
-    return rgb
-
-
-def _downscale(rgb: np.ndarray, factor: float) -> np.ndarray:
-    """Antialiased (Lanczos) resize by ``factor``, as photo sites make their smaller copies."""
-    h, w = rgb.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-
-
-AS_FILES = Condition("none", "as files", _identity)
-
-
-def jpeg_condition(quality: int) -> Condition:
-    """A JPEG re-encode at ``quality`` with the engine's encoder settings."""
-    return Condition(
-        f"jpeg{quality}", f"JPEG {quality}", functools.partial(jpeg.roundtrip, quality=quality), quality
-    )
-
-
-def resize_condition(factor: float) -> Condition:
-    """A downscale by ``factor`` (0 < factor <= 1)."""
-    if not 0 < factor <= 1:
-        raise ValueError(f"resize factor must be in (0, 1], got {factor}")
-    return Condition(f"resize{factor:g}", f"resize x{factor:g}", functools.partial(_downscale, factor=factor))
-
-
-def conditions(jpeg_qualities: Iterable[int], resize_factors: Iterable[float]) -> list[Condition]:
-    """The photo as is, then each JPEG quality, then each downscale."""
-    return [AS_FILES, *map(jpeg_condition, jpeg_qualities), *map(resize_condition, resize_factors)]
-
-
-# -- verdicts ----------------------------------------------------------------------------------
-def outputs_of(victim: Victim, backend: GradientBackend, images: Sequence[Tensor]) -> Tensor:
-    """Victim outputs (no gradient) for full-resolution (3, H, W) images of any sizes, in order."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault(victim.geometry(image.shape[1], image.shape[2]), []).append(i)
-    rows: dict[int, Tensor] = {}
-    for indices in groups.values():
-        for start in range(0, len(indices), OUTPUT_BATCH):
-            part = indices[start : start + OUTPUT_BATCH]
-            with torch.no_grad():
-                out = backend.outputs(torch.stack([victim.preprocess(images[i]) for i in part]))
-            rows.update(zip(part, out))
-    return torch.stack([rows[i] for i in range(len(images))])
-
-
-@dataclass
-class Judged:
-    """A victim's outputs on originals and candidates under one condition, and the verdicts."""
-
-    clean: Tensor  # originals as they are (``seen`` for a victim that does not need them)
-    seen: Tensor  # originals under the condition
-    after: Tensor  # candidates under the condition
-    protected: Tensor  # (B,) bool: the candidate is no longer judged as the original was
-    alone: Tensor  # (B,) bool: the condition alone already changes the verdict on the original
-
-
-def judge(
-    victim: Victim,
-    backend: GradientBackend,
-    originals: Sequence[np.ndarray],
-    candidates: Sequence[np.ndarray],
-    condition: Condition,
-    clean: Tensor | None = None,
-) -> Judged:
-    """Judge (H, W, 3) uint8 candidates against their originals under ``condition``.
-
-    ``clean`` (outputs on the untouched originals) may be passed in when judging one set of
-    originals under several conditions.
-    """
-    seen = outputs_of(victim, backend, [jpeg.to_float(condition.apply(o)) for o in originals])
-    if clean is None:
-        # The same forward passes the attack loop pays for its own verdicts, no more.
-        clean = (
-            outputs_of(victim, backend, [jpeg.to_float(o) for o in originals])
-            if victim.needs_clean_outputs
-            else seen
-        )
-    after = outputs_of(victim, backend, [jpeg.to_float(condition.apply(c)) for c in candidates])
-    protected = victim.is_protected(after, victim.reference(clean, seen))
-    alone = victim.is_protected(seen, victim.reference(clean, clean))
-    return Judged(clean, seen, after, protected, alone)
 
 
 def scores(victim: Victim, outputs: Tensor, clean: Tensor) -> list[float]:

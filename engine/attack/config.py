@@ -1,0 +1,50 @@
+"""The attack's parameters: one frozen dataclass, checked on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """I-FGSM parameters (the image range is [0, 1])."""
+
+    eps: float = 8 / 255
+    alpha: float = 1 / 255
+    steps: int = 40
+    jpeg_quality: int = 90
+    batch_size: int = 8
+    pixel_budget: int = 50_000_000
+    random_start: bool = False
+    seed: int = 0
+    # MI-FGSM decay (0: plain I-FGSM); why 0.5: benchmarks/NOTES.md, "momentum".
+    momentum: float = 0.5
+    # Step schedule: the first step is ``alpha_start``, falling geometrically to ``alpha``
+    # over the first quarter of the budget (None: ``alpha`` throughout).
+    alpha_start: float | None = None
+    # Gaussian blur (sigma in pixels, 0: off) of the gradient before it sets the step, as in
+    # TI-FGSM: a smoother perturbation is less of what JPEG removes (benchmarks/NOTES.md).
+    blur_sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.eps <= 1:
+            raise ValueError(f"eps must be in (0, 1], got {self.eps}")
+        if not 0 < self.alpha <= self.eps:
+            raise ValueError(f"alpha must be in (0, eps], got {self.alpha}")
+        if self.alpha_start is not None and not self.alpha <= self.alpha_start <= self.eps:
+            raise ValueError(f"alpha_start must be in [alpha, eps], got {self.alpha_start}")
+        if self.momentum < 0:
+            raise ValueError(f"momentum must be >= 0, got {self.momentum}")
+        if self.blur_sigma < 0:
+            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.batch_size < 1 or self.pixel_budget < 1:
+            raise ValueError("batch_size and pixel_budget must be positive")
+
+    def step_size(self, step: int) -> float:
+        """The sign-step size of step ``step`` (0-based)."""
+        if self.alpha_start is None:
+            return self.alpha
+        ramp = max(1, self.steps // 4)
+        return self.alpha_start * (self.alpha / self.alpha_start) ** (min(step, ramp) / ramp)
