@@ -9,7 +9,7 @@ Success is always honest: the protected photo is quantised, re-encoded as JPEG a
 against what the victim says of the original after the same re-encoding, with the share that
 JPEG alone changes reported beside it.  Every tool pays for that verdict in its timed run: ours
 reaches it inside its loop (it is what stops early, :class:`camo_engine.attack.AttackResult`);
-every other tool's run ends with :func:`camo_engine.evaluate.judge` on its output (see
+every other tool's run ends with :func:`camo_engine.attack.verdict.judge` on its output (see
 :func:`with_verdict`), the same definition, which a user of that tool would need to know which
 photos are protected.  In ``--compare`` ours is also judged by ``judge`` (outside its timing),
 and a disagreement with its own verdicts is a note.

@@ -40,7 +40,7 @@ _MODULES = {
 }
 
 
-class Step(Protocol):
+class StepKernel(Protocol):
     """The signature every implementation has."""
 
     def __call__(
@@ -86,7 +86,7 @@ def available_implementations() -> list[str]:
 
 
 @functools.cache
-def select(name: str) -> Step:
+def select(name: str) -> StepKernel:
     """The implementation called ``name``; ImplementationUnavailable if it cannot run here."""
     if name not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {name!r}; choose from {IMPLEMENTATIONS}")

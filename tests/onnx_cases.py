@@ -65,7 +65,7 @@ def torch_regressor_step(
 from pathlib import Path  # noqa: E402
 
 from camo_engine.export.cache import cached_export  # noqa: E402
-from camo_engine.export.torch_export import export_victim  # noqa: E402
+from camo_engine.export.from_torch import export_victim  # noqa: E402
 from camo_engine.victims.geometry import resize  # noqa: E402
 from camo_engine.victims.objectives import Classifier  # noqa: E402
 from torch import nn  # noqa: E402

@@ -19,7 +19,7 @@ resolution* instead (:func:`amortised_starts`): a photo whose short side exceeds
 * victims see a fixed geometry (EfficientNet: a 224 px centre crop), so a pattern learned at
   one scale is averaged away when a 12 MP photo is shrunk 12-fold; at the working side (the
   training crop side) the victim sees the pattern at the scale it was trained at;
-* cost: about 28 kMAC per pixel at the default widths, i.e. minutes and ~7 GB for 12 MP.
+* cost: the net's work grows with the pixel count (benchmarks/NOTES.md, "amortised net cost").
 """
 
 from __future__ import annotations

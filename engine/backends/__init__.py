@@ -16,7 +16,7 @@ def make_backend(name: str, victim: Victim, **options: object) -> GradientBacken
     ``intra_op_threads``, ``inter_op_threads``, ``optimization``.
     """
     if name == "torch":
-        if getattr(victim, "exportable", True) is False:
+        if not victim.exportable:
             raise ValueError(
                 f"victim {victim.name!r} is an ONNX file: torch autograd cannot run it; "
                 "use --backend onnxruntime"

@@ -115,20 +115,10 @@ class OnnxRuntimeBackend:
     def from_victim(
         cls, victim: Victim, cache_dir: Path | str | None = None, export_options: dict[str, Any] | None = None, **options: Any
     ) -> OnnxRuntimeBackend:
-        """Export ``victim`` once (cached by name, objective, weights, options and versions) and load it."""
-        from ..export.cache import cached_export, default_cache_dir
-        from ..export.torch_export import export_victim
+        """Export ``victim`` once (cached by what the graphs bake in) and load it."""
+        from ..export import exported
 
-        export_options = dict(export_options or {})
-        exporter = getattr(victim, "export_onnx", None)
-
-        def export(outdir: Path) -> Path:
-            if exporter is not None:
-                return exporter(outdir, **export_options)
-            return export_victim(victim, outdir, **export_options)
-
-        directory = cached_export(victim, Path(cache_dir or default_cache_dir()), export, export_options)
-        return cls(directory, **options)
+        return cls(exported(victim, cache_dir, **dict(export_options or {})), **options)
 
     def _session(self, file: str) -> ort.InferenceSession:
         if file not in self._sessions:

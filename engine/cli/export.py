@@ -35,12 +35,11 @@ def export(
 
     try:
         loaded = load_victim(victim, **victim_options(weights, threshold, target, top_k, target_class))
-        if victim.startswith("onnx:"):
-            manifest = loaded.export_onnx(output)
-        else:
-            from ..export.torch_export import export_victim
+        from ..export import export_victim
 
-            manifest = export_victim(loaded, output, opset=opset, ir_version=ir_version)
+        # An ONNX-file victim keeps its own opset; the options apply to tracing a torch victim.
+        options = {} if victim.startswith("onnx:") else {"opset": opset, "ir_version": ir_version}
+        manifest = export_victim(loaded, output, **options)
     except (ValueError, OSError, TypeError) as exc:
         console.print(f"[red]camo-engine: {exc}")
         raise typer.Exit(2) from exc

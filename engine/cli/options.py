@@ -63,14 +63,17 @@ SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical 
 BackendOpt = Annotated[str, typer.Option(help="Gradient backend: torch (autograd) or onnxruntime (exported gradient graph).")]
 ProvidersOpt = Annotated[Optional[str], typer.Option(help="onnxruntime: execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.")]
 FallbackOpt = Annotated[bool, typer.Option("--provider-fallback", help="onnxruntime: fall back to the CPU when a named provider is unavailable (else it is an error).")]
-OnnxCacheOpt = Annotated[Path, typer.Option(help="onnxruntime: where exported graphs are cached.")]
+OnnxCacheOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="onnxruntime: where exported graphs are cached [default: $XDG_CACHE_HOME or ~/.cache, then camo-engine/onnx].")
+]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, or bf16 autocast for the attack steps (verdicts stay fp32).")]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device; only cpu is supported.")]
 EnhanceOpt = Annotated[Optional[str], typer.Option(help="Enhancers to apply, chained: e.g. pillow,dhe (see `camo-engine enhancers`).")]
 ThroughOpt = Annotated[bool, typer.Option("--through", help="Attack through the (differentiable) enhancer instead of enhancing first.")]
 
 
-def backend_options(backend: str, precision: str, providers: str | None, fallback: bool, cache: Path) -> dict:
+def backend_options(backend: str, precision: str, providers: str | None, fallback: bool, cache: Path | None) -> dict:
     """Options for :func:`camo_engine.backends.make_backend` from the shared CLI options."""
     if backend == "onnxruntime":
         if precision != "fp32":

@@ -73,7 +73,7 @@ def protect(
     precision: PrecisionOpt = "fp32",
     providers: ProvidersOpt = None,
     provider_fallback: FallbackOpt = False,
-    onnx_cache: OnnxCacheOpt = Path.home() / ".cache" / "camo-engine" / "onnx",
+    onnx_cache: OnnxCacheOpt = None,
     device: DeviceOpt = "cpu",
     enhance: EnhanceOpt = None,
     through: ThroughOpt = False,

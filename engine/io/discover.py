@@ -6,7 +6,7 @@ Rules, in the order they apply:
   recursively, in sorted order, except:
 
   - hidden files and folders (name starting with "."), which includes the temporary files
-    that :func:`camo_engine.outputs.atomic_write` leaves if killed;
+    that :func:`camo_engine.io.write.atomic_write` leaves if killed;
   - metadata sidecars (``.xmp``, ``.aae``, ``.json``) and OS litter (``Thumbs.db``,
     ``desktop.ini``, ``__MACOSX/``, ``@eaDir/``): never photos, and not copied to the output
     either, because they hold the very metadata (often GPS) that the writer strips;

@@ -82,7 +82,7 @@ def encode_output(
     """The output file's bytes and a human-readable list of metadata that was left out.
 
     ``rgb`` is the attacked version of :func:`pixels_to_protect` and is written unchanged:
-    JPEG through :func:`camo_engine.jpeg.encode` at ``quality`` (so the file decodes to exactly
+    JPEG through :func:`camo_engine.io.jpeg.encode` at ``quality`` (so the file decodes to exactly
     what was judged), PNG as RGB, or RGBA when the source had alpha (``quality`` unused).
     Orientation is already in the pixels.  When the source carried an ICC profile, the output
     carries sRGB's: the loader converted the pixels to sRGB, so the original profile would make
@@ -118,8 +118,8 @@ def _encode_png(
     Image.fromarray(np.ascontiguousarray(pixels), "RGB" if alpha is None else "RGBA").save(
         buf,
         format="PNG",
-        # Photos barely compress losslessly: level 3 is ~3x faster than Pillow's default 6 on a
-        # 12-MP photo (3 s instead of 8 s here) for files ~12% larger.
+        # Photos barely compress losslessly: level 3 is much faster than Pillow's default 6 for
+        # slightly larger files (benchmarks/NOTES.md, "PNG compression level").
         compress_level=3,
         pnginfo=info,
         **{k: v for k, v in (("exif", exif), ("icc_profile", icc)) if v},

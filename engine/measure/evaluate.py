@@ -100,13 +100,13 @@ def attacked_victims(protected: Path) -> list[str] | None:
     return sorted({r["victim"] for r in rows if r.get("victim")}) if rows else None
 
 
-# -- appeal (camo_engine.appeal, optional) ------------------------------------------------------
+# -- appeal (camo_engine.measure.appeal, optional) ------------------------------------------------------
 def appeal_function() -> tuple[Callable[[np.ndarray], dict[str, float]] | None, str]:
     """``appeal_scores`` if the appeal module is there, else None and why (evaluation goes on)."""
     try:
         from .appeal import appeal_scores
     except ImportError as exc:
-        return None, f"appeal measures skipped: camo_engine.appeal is not available ({exc})"
+        return None, f"appeal measures skipped: camo_engine.measure.appeal is not available ({exc})"
     return appeal_scores, ""
 
 

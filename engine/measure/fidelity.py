@@ -1,7 +1,7 @@
 """Fidelity of a protected photo to its input: L-inf, PSNR and SSIM on uint8 pixels.
 
 PSNR and SSIM work in float64 on bands of rows, so that a 12-megapixel photo never has a
-whole-image float64 copy: at 12 MP skimage's SSIM alone peaked at 1.5 GB above the process.
+whole-image float64 copy (skimage's whole-image SSIM: benchmarks/NOTES.md, "memory").
 """
 
 from __future__ import annotations

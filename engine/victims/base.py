@@ -51,6 +51,8 @@ class Victim(nn.Module, ABC):
     # depends only on the re-encoded photo (a regressor's fixed target score): the attack then
     # skips that forward pass.
     needs_clean_outputs: bool = True
+    # Whether the network is a torch graph that autograd (and the ONNX exporter) can trace.
+    exportable: bool = True
 
     @abstractmethod
     def geometry(self, height: int, width: int) -> tuple[int, int]:

@@ -148,11 +148,10 @@ def _read_svr(text: str) -> tuple[float, float, Tensor, Tensor]:
 class Brisque(QualityRegressor):
     """BRISQUE on the grey photo resized to 384x512 (per orientation); higher = worse.
 
-    Default calibration, like the paper's KonCept 50 / target 30 on a 0-100 scale: real sample
-    photos score -9 to 32 at this geometry (-1 to 34 after JPEG 90), a motion-blurred one 55, a
-    Gaussian blur of sigma 2 px 59 to 77.  So a photo counts as low quality from
-    ``threshold=50``, 16 points above the worst re-encoded sample, and the attack aims at
-    ``target=70``, 20 points into the low side so that the effect survives JPEG 90.
+    Default calibration, like the paper's KonCept 50 / target 30 on a 0-100 scale: a photo
+    counts as low quality from ``threshold=50``, well above where real photos score after JPEG
+    90, and the attack aims at ``target=70``, 20 points into the low side so that the effect
+    survives re-encoding (the scores behind it: benchmarks/NOTES.md, "BRISQUE calibration").
     """
 
     name = "brisque"

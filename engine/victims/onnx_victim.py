@@ -94,12 +94,6 @@ class OnnxModel:
         (outputs,) = self._session.run(["outputs"], {"images": images})
         return torch.from_numpy(outputs)
 
-    def export_onnx(self, outdir: Path, **options: Any) -> Path:
-        """Write forward/gradient graphs and a manifest (the layout of ``export_victim``)."""
-        from ..export.onnx_export import export_onnx_victim
-
-        return export_onnx_victim(self, Path(outdir), **options)
-
 
 class OnnxClassifier(OnnxModel, Classifier):
     def __init__(self, path: Path, categories: list[str], preprocessing: dict[str, Any], **objective: Any) -> None:

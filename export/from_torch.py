@@ -47,7 +47,7 @@ def export_victim(
     example_size: int = 2,
 ) -> Path:
     """Export, check against torch autograd (raising on failure) and return the manifest path."""
-    if not isinstance(victim, nn.Module) or getattr(victim, "exportable", True) is False:
+    if not isinstance(victim, nn.Module) or not victim.exportable:
         raise TypeError(f"victim {victim.name!r} is not a torch model and cannot be exported")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
