@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..threat import Panel
+
 
 @dataclass(frozen=True)
 class AttackConfig:
@@ -25,6 +27,11 @@ class AttackConfig:
     # Gaussian blur (sigma in pixels, 0: off) of the gradient before it sets the step, as in
     # TI-FGSM: a smoother perturbation is less of what JPEG removes (benchmarks/NOTES.md).
     blur_sigma: float = 1.0
+    # The views a photo must hold under: a built-in panel (low, medium, high), a .toml/.json
+    # file, or a Panel (camo_engine.threat).
+    panel: str | Panel = "medium"
+    # Views sampled for each step's gradient (expectation over transformations).
+    views_per_step: int = 4
 
     def __post_init__(self) -> None:
         if not 0 < self.eps <= 1:
@@ -39,6 +46,8 @@ class AttackConfig:
             raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.views_per_step < 1:
+            raise ValueError(f"views_per_step must be >= 1, got {self.views_per_step}")
         if self.batch_size < 1 or self.pixel_budget < 1:
             raise ValueError("batch_size and pixel_budget must be positive")
 

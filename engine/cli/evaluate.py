@@ -19,10 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..attack.verdict import conditions
 from ..measure.evaluate import (
     DEFAULT_VICTIMS,
     Evaluation,
+    channels,
     evaluate,
     write_outputs,
     write_plots,
@@ -52,17 +52,15 @@ def _rate(rate: float, alone: float) -> str:
 
 
 def summary_table(evaluation: Evaluation) -> Table:
-    """Victims x conditions: protection rate, with the condition-alone share in brackets."""
-    table = Table(title=f"camo-engine evaluate: {len(evaluation.images)} pairs — protected (condition alone)")
-    table.add_column("victim")
-    for cond in evaluation.conditions:
-        table.add_column(cond.label, justify="right")
-    summary = evaluation.summary()
-    for name in evaluation.victims:
-        rows = {r["condition"]: r for r in summary if r["victim"] == name}
-        attacked = rows[evaluation.conditions[0].name]["attacked"]
-        mark = {True: " [bold](attacked)", False: " (transfer)", None: ""}[attacked]
-        table.add_row(name + mark, *(_rate(rows[c.name]["protection_rate"], rows[c.name]["alone_rate"]) for c in evaluation.conditions))
+    """One row per victim and view: the protected share, and beside it the shares the channel
+    alone and the original as it was account for (readable at 80 columns)."""
+    table = Table(title=f"camo-engine evaluate: {len(evaluation.images)} pairs")
+    for column, justify in (("victim", "left"), ("channel | reading", "left"), ("protected", "right"), ("alone", "right"), ("already", "right")):
+        table.add_column(column, justify=justify)
+    for row in evaluation.summary():
+        mark = {True: " (attacked)", False: " (transfer)", None: ""}[row["attacked"]]
+        rates = [row["protection_rate"], row["alone_rate"], row["already_rate"]]
+        table.add_row(row["victim"] + mark, row["label"], *("n/a" if math.isnan(r) else f"{r:.0%}" for r in rates))
     return table
 
 
@@ -87,12 +85,13 @@ def evaluate_command(
     weights: WeightsOpt = None,
     jpeg_qualities: Annotated[str, typer.Option("--jpeg", help="JPEG qualities to re-encode at, comma-separated.")] = "95,90,75",
     resize: Annotated[str, typer.Option(help="Downscale factors, comma-separated (empty for none).")] = "0.5",
+    panel: Annotated[Optional[str], typer.Option(help="Judge under a panel instead (low, medium, high, or a .toml/.json file), with each victim's deployment readings.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write evaluation.json, evaluation.csv, verdicts.csv, images.csv here.")] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots here.")] = None,
 ) -> None:
     """Judge protected photos against their originals under JPEG re-encoding and downscaling."""
     try:
-        conds = conditions(parse_list(jpeg_qualities, int, "--jpeg"), parse_list(resize, float, "--resize"))
+        views = panel or channels(parse_list(jpeg_qualities, int, "--jpeg"), parse_list(resize, float, "--resize"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     victims, failed = load_victims(list(victim or DEFAULT_VICTIMS), weights)
@@ -105,7 +104,11 @@ def evaluate_command(
         TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("evaluate", total=None)
-        result = evaluate(originals, protected, victims, conds, on_pair=lambda pair: progress.advance(task))
+        try:
+            result = evaluate(originals, protected, victims, views, on_pair=lambda pair: progress.advance(task))
+        except ValueError as exc:  # a panel that does not exist or does not parse
+            console.print(f"[red]camo-engine: {exc}")
+            raise typer.Exit(2) from exc
     result.notes += failed
     if not result.images:
         console.print(f"[red]camo-engine: no image pairs between {originals} and {protected}")

@@ -35,6 +35,9 @@ from .options import (
     ProvidersOpt,
     SeedOpt,
     StepsOpt,
+    StrengthOpt,
+    PanelOpt,
+    ViewsPerStepOpt,
     TargetClassOpt,
     TargetOpt,
     ThresholdOpt,
@@ -59,12 +62,15 @@ def protect(
     target: TargetOpt = None,
     top_k: TopKOpt = None,
     target_class: TargetClassOpt = None,
-    eps: EpsOpt = "8/255",
-    alpha: AlphaOpt = "1/255",
+    strength: StrengthOpt = "medium",
+    panel: PanelOpt = None,
+    views_per_step: ViewsPerStepOpt = None,
+    eps: EpsOpt = None,
+    alpha: AlphaOpt = None,
     alpha_start: AlphaStartOpt = None,
-    momentum: MomentumOpt = 0.5,
-    blur_sigma: BlurSigmaOpt = 1.0,
-    steps: StepsOpt = 40,
+    momentum: MomentumOpt = None,
+    blur_sigma: BlurSigmaOpt = None,
+    steps: StepsOpt = None,
     jpeg_quality: JpegOpt = 90,
     batch_size: BatchOpt = 8,
     fmt: Annotated[str, typer.Option("--format", help="Output format: jpeg (at --jpeg-quality) or png.")] = "jpeg",
@@ -111,9 +117,12 @@ def protect(
         metadata = MetadataPolicy(keep=keep_metadata, keep_gps=keep_gps)
         jobs = discover(paths)
         config = attack_config(
+            strength,
             eps,
             alpha,
             alpha_start,
+            panel=panel,
+            views_per_step=views_per_step,
             momentum=momentum,
             blur_sigma=blur_sigma,
             steps=steps,
@@ -129,6 +138,7 @@ def protect(
             enhance=enhance,
             through=through,
             amortised=protector_file,
+            strength=strength,
             finish_steps=finish_steps or 0,
             **victim_options(weights, threshold, target, top_k, target_class),
         )
@@ -168,19 +178,28 @@ def protect(
 
 
 def print_summary(summary, victim: str, output: Path) -> None:
-    """The closing table: success rate beside the JPEG-alone share, steps, speed."""
-    table = Table(title=f"camo-engine protect: {victim}")
-    for column in ("photos", "failed", "protected", "JPEG alone", "wins", "median steps", "median PSNR", "images/s"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(summary.processed),
-        str(summary.failed),
-        f"{summary.success_rate:.1%}",
-        f"{summary.jpeg_alone_rate:.1%}",
-        f"{summary.win_rate:.1%}",
-        f"{summary.median_steps:g}",
-        f"{summary.median_psnr:.1f} dB",
-        f"{summary.images_per_second:.2f}",
-    )
+    """The closing tables, readable at 80 columns: the batch (the protected share beside the
+    shares the original or the channels alone account for), then each view of the panel."""
+    table = Table(title=f"camo-engine protect: {victim}, strength {summary.strength} (panel {summary.panel})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in (
+        ("photos (failed)", f"{summary.processed} ({summary.failed})"),
+        ("protected under every view", f"{summary.success_rate:.1%}"),
+        ("  already so before anything", f"{summary.already_rate:.1%}"),
+        ("  by the channels alone", f"{summary.alone_rate:.1%}"),
+        ("  by the attack (wins)", f"{summary.win_rate:.1%}"),
+        ("median steps", f"{summary.median_steps:g}"),
+        ("median PSNR", f"{summary.median_psnr:.1f} dB"),
+        ("images/s", f"{summary.images_per_second:.2f}"),
+    ):
+        table.add_row(name, value)
     stdout.print(table)
+    if summary.views:
+        views = Table(title="per view: protected (channel alone)")
+        views.add_column("channel | reading")
+        views.add_column("protected (alone)", justify="right")
+        for v in summary.views:
+            views.add_row(v.view, f"{summary.rate(v.protected):.0%} ({summary.rate(v.alone):.0%})")
+        stdout.print(views)
     stdout.print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}, {output / 'summary.json'}")

@@ -146,7 +146,8 @@ def _read_svr(text: str) -> tuple[float, float, Tensor, Tensor]:
 
 
 class Brisque(QualityRegressor):
-    """BRISQUE on the grey photo resized to 384x512 (per orientation); higher = worse.
+    """BRISQUE on the grey photo at its own resolution (or, with ``long_side`` and
+    ``short_side``, resized to that size per orientation); higher = worse.
 
     Default calibration, like the paper's KonCept 50 / target 30 on a 0-100 scale: a photo
     counts as low quality from ``threshold=50``, well above where real photos score after JPEG
@@ -155,13 +156,17 @@ class Brisque(QualityRegressor):
     """
 
     name = "brisque"
+    # Every standard BRISQUE (the paper, OpenCV, MATLAB, the brisque package) reads the photo at
+    # its own resolution; OpenCV's rounds the grey to uint8; the engine's former view was a
+    # fixed 512x384 downscale.
+    deployment_readings = ("own", "fixed:512x384", "gray8")
 
     def __init__(
         self,
         threshold: float = 50.0,
         target: float = 70.0,
-        long_side: int = 512,
-        short_side: int = 384,
+        long_side: int | None = None,
+        short_side: int | None = None,
     ) -> None:
         super().__init__(threshold, target, higher_is_worse=True)
         self.long_side = long_side
@@ -187,12 +192,16 @@ class Brisque(QualityRegressor):
         self.register_buffer("table_log_ratio", _log_moment_ratio(log_shapes.exp()))
 
     def geometry(self, height: int, width: int) -> tuple[int, int]:
+        if self.long_side is None or self.short_side is None:
+            return height, width
         return orientation_geometry(height, width, self.long_side, self.short_side)
 
     def preprocess(self, image: Tensor) -> Tensor:
-        rgb = resize(image, self.geometry(image.shape[1], image.shape[2]))
+        return self.normalise(resize(image, self.geometry(image.shape[1], image.shape[2])))
+
+    def normalise(self, view: Tensor) -> Tensor:
         r, g, b = GRAY_WEIGHTS
-        return (r * rgb[0] + g * rgb[1] + b * rgb[2])[None]
+        return (r * view[0] + g * view[1] + b * view[2])[None]
 
     def network(self, batch: Tensor) -> Tensor:
         # Runs in the batch's precision, at least float32: bf16 (autocast or input) would turn

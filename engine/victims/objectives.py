@@ -11,6 +11,17 @@ from torch import Tensor
 
 from .base import Victim
 
+# How ImageNet-style classifiers are deployed: the whole frame squashed to the input size, or
+# torchvision's short-side resize + centre crop, with the two common kernels; and the engine's
+# own view (antialiased central crop).
+CLASSIFIER_READINGS = (
+    "own",
+    "squash:224:bilinear",
+    "squash:224:bicubic",
+    "crop:224:bilinear",
+    "crop:224:bicubic",
+)
+
 
 class QualityRegressor(Victim):
     """A no-reference quality model to be made to rate a photo as low quality.
@@ -37,6 +48,10 @@ class QualityRegressor(Victim):
     def reference(self, clean: Tensor, clean_jpeg: Tensor) -> Tensor:
         return torch.full_like(clean_jpeg.float(), self.target)
 
+    def scale_margin(self, scale: float) -> None:
+        """Move the target ``scale`` times as far beyond the threshold (a strength preset)."""
+        self.target = self.threshold + scale * (self.target - self.threshold)
+
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs.float() - targets) ** 2
 
@@ -44,6 +59,11 @@ class QualityRegressor(Victim):
         if self.higher_is_worse:
             return outputs >= self.threshold
         return outputs <= self.threshold
+
+    def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        if self.higher_is_worse:
+            return outputs >= targets
+        return outputs <= targets
 
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [round(float(v), 3) for v in outputs]
@@ -81,6 +101,10 @@ class Classifier(Victim):
         self.target_class = target_class
         self.confidence = float(confidence)
 
+    def scale_margin(self, scale: float) -> None:
+        """Ask for ``scale`` times the logit margin (a strength preset)."""
+        self.confidence *= scale
+
     @property
     def num_classes(self) -> int:
         return len(self.categories)
@@ -109,6 +133,9 @@ class Classifier(Victim):
 
     def is_protected(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.margin(outputs, targets) < 0
+
+    def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return self.margin(outputs, targets) <= -self.confidence
 
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [self.categories[int(i)] for i in outputs.argmax(1)]

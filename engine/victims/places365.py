@@ -16,7 +16,7 @@ from torchvision.models import resnet50
 
 from .checkpoint import load_into
 from .geometry import resize_center_crop
-from .objectives import Classifier
+from .objectives import CLASSIFIER_READINGS, Classifier
 
 INPUT_SIZE = 224
 MEAN = (0.485, 0.456, 0.406)
@@ -33,6 +33,7 @@ class ResNet50Places365(Classifier):
     """Scene classifier; its verdict must leave the true scene."""
 
     name = "resnet50-places365"
+    deployment_readings = CLASSIFIER_READINGS
 
     def __init__(self, model: torch.nn.Module, **objective: object) -> None:
         super().__init__(places365_categories(), **objective)
@@ -44,7 +45,10 @@ class ResNet50Places365(Classifier):
         return INPUT_SIZE, INPUT_SIZE
 
     def preprocess(self, image: Tensor) -> Tensor:
-        return (resize_center_crop(image, INPUT_SIZE) - self.mean) / self.std
+        return self.normalise(resize_center_crop(image, INPUT_SIZE))
+
+    def normalise(self, view: Tensor) -> Tensor:
+        return (view - self.mean) / self.std
 
     def network(self, batch: Tensor) -> Tensor:
         return self.model(batch)
