@@ -39,15 +39,15 @@ from PIL import Image
 from torch import Tensor
 
 from ..attack import IFGSM, AttackConfig
+from ..attack.verdict import PanelJudge, panel_states
 from ..backends import GradientBackend, Step, make_backend
 from ..io import jpeg, strict_json
 from ..io.load import load_image
-from ..attack.verdict import PanelJudge, panel_states
-from ..threat import Panel, resolve_panel
 from ..measure.evaluate import write_csv
 from ..measure.fidelity import linf, psnr
 from ..measure.flops import matmul_peak_gflops, torch_threads, victim_work_per_row
 from ..samples import sample_paths
+from ..threat import Panel, resolve_panel
 from ..victims import Victim, load_victim
 from . import reference_hcmus
 
@@ -188,11 +188,12 @@ def panel_verdicts(judge: PanelJudge, images: list[np.ndarray], adversarial: lis
     return [s["protected"] for s in states], [s["already"] or s["alone"] for s in states]
 
 
-def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, panel: Panel) -> Tool:
+def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, panel: Panel, written: str) -> Tool:
     """``tool``, then the honest verdict on its output (every view of ``panel``, each judged
     against the original seen through the same view), inside the same timed run: ours reaches
-    that verdict inside its loop, so every tool's time includes it."""
-    judge = PanelJudge(victim, backend, panel)
+    that verdict inside its loop, so every tool's time includes it.  ``written`` is how the
+    output becomes the shared file (e.g. ``jpeg:90``), as for ours."""
+    judge = PanelJudge(victim, backend, panel, written)
 
     def run(images: list[np.ndarray]) -> Outcome:
         outcome = tool(images)
@@ -440,11 +441,11 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
                 notes.append(f"{entry.tool}: skipped, not installed ({exc})")
                 continue
             if entry is not ours_entry:
-                tool = with_verdict(tool, victim, judge_backend, panel)
+                tool = with_verdict(tool, victim, judge_backend, panel, config.written)
             walls, outcome, peak = measure(tool, fitted, entry.batch_size, timing)
             victim.to(memory_format=torch.contiguous_format)
             if entry is ours_entry:
-                notes += _check_own_verdicts(PanelJudge(victim, judge_backend, panel), fitted, outcome)
+                notes += _check_own_verdicts(PanelJudge(victim, judge_backend, panel, config.written), fitted, outcome)
             row = {
                 "victim": victim.name, "tool": entry.tool, "setting": entry.setting,
                 "eps": entry.eps, "alpha": entry.alpha, "steps": entry.steps, "batch_size": entry.batch_size,

@@ -23,11 +23,11 @@ from torch import nn
 from .amortised import AmortisedNet, amortised_for, amortised_starts
 from .attack import IFGSM, AttackConfig, AttackResult
 from .attack.strength import strength as strength_preset
-from .threat import resolve_panel
 from .backends import GradientBackend, make_backend
 from .enhance import parse_enhancers
 from .io import jpeg
 from .measure.fidelity import fidelity
+from .threat import resolve_panel
 from .victims import Victim, load_victim
 
 

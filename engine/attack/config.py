@@ -32,6 +32,14 @@ class AttackConfig:
     panel: str | Panel = "medium"
     # Views sampled for each step's gradient (expectation over transformations).
     views_per_step: int = 4
+    # The photo is written as JPEG at jpeg_quality (False: losslessly): every view starts from
+    # the pixels the written file decodes to, which is what gets uploaded.
+    written_jpeg: bool = True
+
+    @property
+    def written(self) -> str:
+        """The channel from the protected pixels to the written file, as a channel spelling."""
+        return f"jpeg:{self.jpeg_quality}" if self.written_jpeg else "none"
 
     def __post_init__(self) -> None:
         if not 0 < self.eps <= 1:

@@ -126,7 +126,7 @@ class IFGSM:
         self.config = config
         self.transform = transform
         self.panel = panel or resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
-        self.judge = PanelJudge(victim, backend, self.panel)
+        self.judge = PanelJudge(victim, backend, self.panel, config.written)
         self.headline = self.judge.headline(config.jpeg_quality)
 
     def output(self, x: Tensor) -> Tensor:
@@ -266,6 +266,8 @@ class IFGSM:
         rows: list[tuple[int, int]] = []  # (item, view) per network input
         with torch.enable_grad():
             for i, (item, x) in enumerate(zip(items, xs)):
+                # The written file's own JPEG is left out of the gradient: at the written quality
+                # it is close to the identity, and its stand-in costs as much as a view's.
                 shared = self.output(x)[None]
                 delivered: dict[object, Tensor] = {}
                 for v in self._views_for_step(item):
@@ -298,19 +300,24 @@ class IFGSM:
 
     def _verdicts(self, items: list[_Item]) -> list[AttackResult]:
         """Judge each stepped photo on its written pixels: the views that failed last time,
-        then every view once those pass (or the budget is spent)."""
+        then the other views once those pass (or the budget is spent)."""
         rgbs = [self.output_rgb(it.x) for it in items]
-        partial = self.judge.judge(rgbs, [it.base for it in items], [it.failing for it in items])
-        finished, full = [], []
-        for item, rgb, verdicts in zip(items, rgbs, partial):
-            item.failing = [v for v, verdict in zip(item.failing, verdicts) if not verdict.protected]
+        checked = [list(it.failing) for it in items]
+        partial = self.judge.judge(rgbs, [it.base for it in items], checked)
+        finished, rest = [], []
+        for i, (item, verdicts) in enumerate(zip(items, partial)):
+            item.failing = [v for v, verdict in zip(checked[i], verdicts) if not verdict.protected]
             if not item.failing or item.steps >= self.config.steps:
-                full.append((item, rgb))
-        if full:
-            for (item, rgb), verdicts in zip(full, self.judge.judge([r for _, r in full], [it.base for it, _ in full])):
-                item.failing = [v for v, verdict in enumerate(verdicts) if not verdict.protected]
-                if not item.failing or item.steps >= self.config.steps:
-                    finished.append(self._result(item, rgb, verdicts))
+                rest.append(i)
+        others = [[v for v in range(len(self.panel.views)) if v not in checked[i]] for i in rest]
+        judged = self.judge.judge([rgbs[i] for i in rest], [items[i].base for i in rest], others)
+        for i, views, verdicts in zip(rest, others, judged):
+            item = items[i]
+            by_view = dict(zip(checked[i], partial[i])) | dict(zip(views, verdicts))
+            full = [by_view[v] for v in range(len(self.panel.views))]
+            item.failing = [v for v, verdict in enumerate(full) if not verdict.protected]
+            if not item.failing or item.steps >= self.config.steps:
+                finished.append(self._result(item, rgbs[i], full))
         return finished
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..backends.base import GradientBackend
 from ..io import jpeg
-from ..threat import Panel, View
+from ..threat import Channel, Panel, View
 from ..threat.readings import Reading
 from ..victims.base import Victim
 
@@ -115,10 +115,13 @@ class PanelJudge:
         >>> [verdicts] = judge.judge([candidate_rgb], [base])
     """
 
-    def __init__(self, victim: Victim, backend: GradientBackend, panel: Panel) -> None:
+    def __init__(self, victim: Victim, backend: GradientBackend, panel: Panel, written: str = "none") -> None:
         self.victim = victim
         self.backend = backend
         self.panel = panel
+        # How a candidate becomes the file that is shared (e.g. "jpeg:90"): every view starts
+        # from what that file decodes to.  Originals are judged as they are.
+        self.written = Channel.parse(written)
         self._readings = tuple(dict.fromkeys(v.reading for v in panel.views))
 
     @property
@@ -140,6 +143,7 @@ class PanelJudge:
         inputs: list[Tensor] = []
         keys: list[tuple[int, int]] = []
         for p, (rgb, indices) in enumerate(zip(rgbs, asked)):
+            rgb = self.written.real(rgb)
             delivered: dict[object, np.ndarray] = {}
             for v in indices:
                 view = self.views[v]

@@ -36,10 +36,10 @@ from .options import (
     AlphaStartOpt,
     EpsOpt,
     JpegOpt,
+    PanelOpt,
     SeedOpt,
     StepsOpt,
     StrengthOpt,
-    PanelOpt,
     attack_config,
     parse_list,
 )

@@ -25,12 +25,12 @@ from PIL import Image
 from torch import Tensor
 
 from ..attack.verdict import PanelJudge
-from ..threat import Panel, View
-from ..threat.panels import product, resolve_panel
 from ..backends import make_backend
 from ..io import strict_json
 from ..io.load import ImageLoadError, load_image
 from ..io.report import read_rows
+from ..threat import Panel, View
+from ..threat.panels import product, resolve_panel
 from ..victims import Victim
 from .contact_sheet import amplified_difference, figure, thumbnail, write_contact_sheet
 from .fidelity import fidelity

@@ -47,10 +47,6 @@ class Victim(nn.Module, ABC):
 
     name: str = "victim"
     kind: VictimKind = "classifier"
-    # Whether ``reference`` reads the outputs on the float original.  False when the target
-    # depends only on the re-encoded photo (a regressor's fixed target score): the attack then
-    # skips that forward pass.
-    needs_clean_outputs: bool = True
     # Whether the network is a torch graph that autograd (and the ONNX exporter) can trace.
     exportable: bool = True
     # How deployments of this model read a photo (camo_engine.threat.readings spellings): the

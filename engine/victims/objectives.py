@@ -33,7 +33,6 @@ class QualityRegressor(Victim):
     """
 
     kind = "regressor"
-    needs_clean_outputs = False  # the target is a fixed score
 
     def __init__(self, threshold: float, target: float, higher_is_worse: bool) -> None:
         super().__init__()
