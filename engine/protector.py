@@ -139,7 +139,7 @@ class Protector:
             self.victim = load_victim(victim, **victim_options)
             # A strength's margin, unless the caller set the victim's own (target, confidence).
             if not {"target", "confidence"} & {k for k, v in victim_options.items() if v is not None}:
-                self.victim.scale_margin(preset.margin_scale)
+                self.victim.scale_margin(preset.margin_scale.get(self.victim.kind, 1.0))
         self.net = self._amortised_net(amortised, finish_steps)
         # With a protector, I-FGSM only finishes what it left: its budget is finish_steps.
         self.attack_config = (

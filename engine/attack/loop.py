@@ -4,14 +4,14 @@ The loop keeps up to ``batch_size`` photos (and ``pixel_budget`` pixels) in flig
 iteration, every photo:
 
 * takes one gradient pass over a sample of ``views_per_step`` views of the panel, through
-  their differentiable stand-ins (views that still fail the panel verdict come first, then a
-  seeded draw of the others); views already past the target with its margin add no gradient,
-  so the worst views drive the step;
-* takes a sign step along the blurred, momentum-summed gradient (:mod:`.direction`), projected
-  onto the eps-ball around its start over the whole frame at full resolution;
-* is judged on the uint8 pixels that would be written, with the real codecs and resizers
-  (:mod:`.verdict`): only the views that failed last time, then, once those pass, every view.
-  A photo protected under every view, or out of steps, leaves; its place is refilled.
+  their differentiable stand-ins (views not yet clear of the verdict by the stop margin come
+  first, then a seeded draw of the others), plus ``jitter`` random off-panel channels; views
+  already past the target add no gradient, so the worst views drive the step;
+* takes a step along the blurred, momentum-summed gradient (:mod:`.direction`), a sign step or
+  an RMS-scaled one, projected onto the eps-ball around its start over the whole frame;
+* every ``check_every`` steps, is judged on the pixels of the written file with the real
+  codecs and resizers (:mod:`.verdict`): the views not clear last time, then every view.  A
+  photo clear under every view, or out of steps, leaves; its place is refilled.
 
 With a differentiable ``transform`` (an enhancer: "attack through the enhancer") the victim sees
 ``transform(x)``, the gradient flows back to the input ``x``, and the output is
@@ -34,10 +34,10 @@ from torch import Tensor
 from ..backends.base import GradientBackend
 from ..io import jpeg
 from ..kernels.ifgsm_step import sign_step_project
-from ..threat import Panel, resolve_panel
+from ..threat import Channel, Panel, View, resolve_panel
 from ..victims.base import Victim, check_image
 from .config import AttackConfig
-from .direction import step_direction
+from .direction import rms_step, step_direction
 from .verdict import Baseline, PanelJudge, ViewVerdict, network_input, panel_states
 
 
@@ -173,7 +173,7 @@ class IFGSM:
                 if now is rgb
                 else self.judge.judge([now], [base])[0]
             )
-            item.failing = [v for v, verdict in enumerate(verdicts) if not verdict.protected]
+            item.failing = [v for v, verdict in enumerate(verdicts) if not self._clear(verdict, base.targets[v])]
             if not item.failing or self.config.steps == 0:
                 finished.append(self._result(item, now, verdicts))
             else:
@@ -182,6 +182,10 @@ class IFGSM:
 
     def _ok(self, outputs: Tensor, target: Tensor) -> bool:
         return bool(self.victim.is_protected(outputs, target[None])[0])
+
+    def _clear(self, verdict: ViewVerdict, target: Tensor) -> bool:
+        """Protected under the view with the stop margin to spare."""
+        return verdict.protected and bool(self.victim.clear_by(verdict.after, target[None], self.config.stop_margin)[0])
 
     def _result(self, item: _Item, rgb: np.ndarray, verdicts: list[ViewVerdict]) -> AttackResult:
         return AttackResult(
@@ -249,43 +253,58 @@ class IFGSM:
             pixels += size
         return taken
 
-    def _views_for_step(self, item: _Item) -> list[int]:
-        """Failing views first (a seeded draw if there are more than fit), then other views."""
+    def _views_for_step(self, item: _Item) -> list[tuple[View, Tensor]]:
+        """(view, target) pairs for one photo's gradient: failing views first (a seeded draw if
+        there are more than fit), then other panel views, then the random off-panel channels,
+        each read like a panel view and aimed at that view's target."""
         k = self.config.views_per_step
         failing = list(item.failing)
         if len(failing) >= k:
-            return item.rng.sample(failing, k)
-        others = [v for v in range(len(self.panel.views)) if v not in failing]
-        return failing + item.rng.sample(others, min(k - len(failing), len(others)))
+            chosen = item.rng.sample(failing, k)
+        else:
+            others = [v for v in range(len(self.panel.views)) if v not in failing]
+            chosen = failing + item.rng.sample(others, min(k - len(failing), len(others)))
+        pairs = [(self.panel.views[v], item.base.targets[v]) for v in chosen]
+        for _ in range(self.config.jitter):
+            v = item.rng.randrange(len(self.panel.views))
+            channel = Channel.parse(
+                f"scale:{item.rng.uniform(0.4, 1.0):.3f}:{item.rng.choice(('bilinear', 'bicubic'))}"
+                f"+jpeg:{item.rng.randint(65, 95)}"
+            )
+            pairs.append((View(channel, self.panel.views[v].reading), item.base.targets[v]))
+        return pairs
 
     def _step(self, items: list[_Item]) -> list[AttackResult]:
         """One gradient pass over each photo's sampled views, one sign step each, then the
         panel verdict; returns the photos that finished."""
         xs = [it.x.detach().requires_grad_(True) for it in items]
         inputs: list[Tensor] = []
-        rows: list[tuple[int, int]] = []  # (item, view) per network input
+        aims: list[Tensor] = []  # the target of each network input
         with torch.enable_grad():
-            for i, (item, x) in enumerate(zip(items, xs)):
+            for item, x in zip(items, xs):
                 # The written file's own JPEG is left out of the gradient: at the written quality
                 # it is close to the identity, and its stand-in costs as much as a view's.
                 shared = self.output(x)[None]
                 delivered: dict[object, Tensor] = {}
-                for v in self._views_for_step(item):
-                    view = self.panel.views[v]
+                for view, target in self._views_for_step(item):
                     if view.channel not in delivered:
                         delivered[view.channel] = view.channel.torch(shared)
                     inputs.append(network_input(self.victim, view.reading, delivered[view.channel][0]))
-                    rows.append((i, v))
+                    aims.append(target)
         groups: dict[tuple[int, ...], list[int]] = {}
         for r, x in enumerate(inputs):
             groups.setdefault(tuple(x.shape), []).append(r)
+        grads: list[Tensor] = [torch.empty(0)] * len(inputs)
         for members in groups.values():
             batch = torch.stack([inputs[r] for r in members])
-            targets = torch.stack([items[rows[r][0]].base.targets[rows[r][1]] for r in members])
+            targets = torch.stack([aims[r] for r in members])
             step = self.backend.step(batch.detach(), targets)
             # A view already past the target with its margin needs no more push.
-            grad = step.grad.masked_fill(self.victim.past_target(step.outputs, targets).view(-1, *[1] * (step.grad.ndim - 1)), 0)
-            torch.autograd.backward([inputs[r] for r in members], list(grad))
+            past = self.victim.past_target(step.outputs, targets).view(-1, *[1] * (step.grad.ndim - 1))
+            for r, g in zip(members, step.grad.masked_fill(past, 0)):
+                grads[r] = g
+        # One backward pass for all groups: views of one photo share its channel stand-ins.
+        torch.autograd.backward(inputs, grads)
         cfg = self.config
         with torch.no_grad():
             for x, item in zip(xs, items):
@@ -293,10 +312,15 @@ class IFGSM:
                 direction = step_direction(grad, item.velocity, cfg.blur_sigma, cfg.momentum)
                 if cfg.momentum:
                     item.velocity = direction
-                # Descend the loss, fused and in place: item.x shares x's storage.
-                sign_step_project(x.detach(), direction, item.start, cfg.step_size(item.steps), cfg.eps, out=item.x)
+                alpha = cfg.step_size(item.steps)
+                if cfg.step == "sign":
+                    # Descend the loss, fused and in place: item.x shares x's storage.
+                    sign_step_project(x.detach(), direction, item.start, alpha, cfg.eps, out=item.x)
+                else:
+                    item.x.copy_(self._project(item.x - rms_step(direction, alpha), item.start))
                 item.steps += 1
-        return self._verdicts(items)
+        due = [it for it in items if it.steps % cfg.check_every == 0 or it.steps >= cfg.steps]
+        return self._verdicts(due) if due else []
 
     def _verdicts(self, items: list[_Item]) -> list[AttackResult]:
         """Judge each stepped photo on its written pixels: the views that failed last time,
@@ -306,7 +330,7 @@ class IFGSM:
         partial = self.judge.judge(rgbs, [it.base for it in items], checked)
         finished, rest = [], []
         for i, (item, verdicts) in enumerate(zip(items, partial)):
-            item.failing = [v for v, verdict in zip(checked[i], verdicts) if not verdict.protected]
+            item.failing = [v for v, verdict in zip(checked[i], verdicts) if not self._clear(verdict, item.base.targets[v])]
             if not item.failing or item.steps >= self.config.steps:
                 rest.append(i)
         others = [[v for v in range(len(self.panel.views)) if v not in checked[i]] for i in rest]
@@ -315,7 +339,7 @@ class IFGSM:
             item = items[i]
             by_view = dict(zip(checked[i], partial[i])) | dict(zip(views, verdicts))
             full = [by_view[v] for v in range(len(self.panel.views))]
-            item.failing = [v for v, verdict in enumerate(full) if not verdict.protected]
+            item.failing = [v for v, verdict in enumerate(full) if not self._clear(verdict, item.base.targets[v])]
             if not item.failing or item.steps >= self.config.steps:
                 finished.append(self._result(item, rgbs[i], full))
         return finished

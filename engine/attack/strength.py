@@ -20,15 +20,24 @@ class Strength:
     name: str
     config: AttackConfig
     # The victim's margin (a regressor's target beyond its threshold, a classifier's logit
-    # confidence) as a multiple of the victim's default.
-    margin_scale: float
+    # confidence) as a multiple of the victim's default, per victim kind.
+    margin_scale: dict[str, float]
 
 
 PRESETS: dict[str, Strength] = {
-    "low": Strength("low", AttackConfig(panel="low", views_per_step=1, steps=40), 1.0),
-    # The engine's defaults are the medium preset.
-    "medium": Strength("medium", AttackConfig(), 1.5),
-    "high": Strength("high", AttackConfig(panel="high", views_per_step=6, steps=100, alpha=1.5 / 255), 2.0),
+    # Today's engine before panels: its own view after JPEG, sign steps, no margin to spare.
+    "low": Strength(
+        "low",
+        AttackConfig(panel="low", views_per_step=1, jitter=0, step="sign", check_every=1, stop_margin=0.0),
+        {"regressor": 1.0, "classifier": 1.0},
+    ),
+    # The engine's defaults.  BRISQUE's target 60 (threshold 50), a classifier's margin 5 logits.
+    "medium": Strength("medium", AttackConfig(), {"regressor": 0.5, "classifier": 2.5}),
+    "high": Strength(
+        "high",
+        AttackConfig(panel="high", views_per_step=6, jitter=6, steps=60),
+        {"regressor": 0.75, "classifier": 4.0},
+    ),
 }
 
 

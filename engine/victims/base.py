@@ -95,6 +95,12 @@ class Victim(nn.Module, ABC):
         """Push ``scale`` times as far past the verdict's threshold (no-op for victims without
         a margin)."""
 
+    def clear_by(self, outputs: Tensor, targets: Tensor, fraction: float) -> Tensor:
+        """Per-image bool (B,): protected with ``fraction`` of the margin to spare (0: just
+        protected).  The attack keeps pushing a photo until every view is clear by its stop
+        margin, so that channels outside the panel find some slack."""
+        return self.is_protected(outputs, targets)
+
     def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Per-image bool (B,): already past the attack's target with its margin, so that a
         view there needs no more push (its gradient is left out of the step)."""

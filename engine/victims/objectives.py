@@ -64,6 +64,10 @@ class QualityRegressor(Victim):
             return outputs >= targets
         return outputs <= targets
 
+    def clear_by(self, outputs: Tensor, targets: Tensor, fraction: float) -> Tensor:
+        edge = self.threshold + fraction * (targets - self.threshold)
+        return outputs >= edge if self.higher_is_worse else outputs <= edge
+
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [round(float(v), 3) for v in outputs]
 
@@ -135,6 +139,9 @@ class Classifier(Victim):
 
     def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.margin(outputs, targets) <= -self.confidence
+
+    def clear_by(self, outputs: Tensor, targets: Tensor, fraction: float) -> Tensor:
+        return self.margin(outputs, targets) < -fraction * self.confidence
 
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [self.categories[int(i)] for i in outputs.argmax(1)]
