@@ -313,8 +313,13 @@ def evaluate(
     victims: Mapping[str, Victim],
     conds: Sequence[Condition],
     on_pair: Callable[[Pair], None] = lambda pair: None,
+    nima: Victim | None = None,
 ) -> Evaluation:
-    """Judge every pair under every condition by every victim; also fidelity and appeal."""
+    """Judge every pair under every condition by every victim; also fidelity and appeal.
+
+    ``nima`` (:func:`camo_engine.victims.nima.load_nima`) adds NIMA's rating to the appeal
+    measures, on the files as they are.
+    """
     originals, protected = Path(originals), Path(protected)
     result = Evaluation(
         originals, protected, list(conds), pair_files(originals, protected), attacked_victims(protected), dict(victims)
@@ -322,6 +327,8 @@ def evaluate(
     appeal, note = appeal_function()
     if note:
         result.notes.append(note)
+    elif nima is not None:
+        appeal = functools.partial(appeal, nima=nima)
     backends = {name: make_backend("torch", v) for name, v in victims.items()}
     for pair in result.pairing.pairs:
         try:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from camo_engine.export.check import check_graphs
-from camo_engine.export.decompositions import digamma, lgamma
+from camo_engine.export.decompositions import avg_pool2d_backward, digamma, lgamma
 from camo_engine.export.examples import example_batch, example_targets
 from camo_engine.export.fold import fold_batchnorm
 from camo_engine.export.manifest import Manifest, ManifestError
@@ -21,6 +21,24 @@ def test_special_functions_match_torch() -> None:
     x = torch.logspace(-1.4, 1.8, 500, dtype=torch.float64)
     assert (lgamma(x) - torch.lgamma(x)).abs().max() < 1e-7
     assert (digamma(x) - torch.digamma(x)).abs().max() < 1e-7
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, include_pad, divisor",
+    [
+        ((10, 14), [8, 8], [], [0, 0], False, None),  # KonCept512's 8x8 window of a 10x14 map
+        ((9, 11), [3, 3], [1, 1], [1, 1], False, None),  # InceptionResNetV2's branch pool
+        ((9, 11), [3, 3], [2, 2], [1, 1], True, None),
+        ((9, 11), [2, 3], [2, 1], [0, 0], True, 5),
+    ],
+)
+def test_avg_pool_backward_matches_autograd(size, kernel, stride, padding, include_pad, divisor) -> None:
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.avg_pool2d(x, kernel, stride or None, padding, False, include_pad, divisor)
+    grad_out = torch.randn_like(out)
+    (expected,) = torch.autograd.grad(out, x, grad_out)
+    got = avg_pool2d_backward(grad_out, x.detach(), kernel, stride, padding, False, include_pad, divisor)
+    torch.testing.assert_close(got, expected)
 
 
 def test_fold_batchnorm_keeps_outputs_and_removes_bn() -> None:

@@ -15,12 +15,10 @@ from torch import Tensor
 from torchvision.models import resnet50
 
 from .checkpoint import load_into
-from .geometry import resize_center_crop
+from .geometry import imagenet_view
 from .objectives import Classifier
 
 INPUT_SIZE = 224
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 def places365_categories() -> list[str]:
@@ -37,14 +35,12 @@ class ResNet50Places365(Classifier):
     def __init__(self, model: torch.nn.Module, **objective: object) -> None:
         super().__init__(places365_categories(), **objective)
         self.model = model.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(MEAN).view(3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(3, 1, 1))
 
     def geometry(self, height: int, width: int) -> tuple[int, int]:
         return INPUT_SIZE, INPUT_SIZE
 
     def preprocess(self, image: Tensor) -> Tensor:
-        return (resize_center_crop(image, INPUT_SIZE) - self.mean) / self.std
+        return imagenet_view(image, INPUT_SIZE)
 
     def network(self, batch: Tensor) -> Tensor:
         return self.model(batch)
