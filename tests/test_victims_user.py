@@ -125,6 +125,23 @@ KONCEPT_LAYOUTS = {"plain": "plain", "module": "module", "wrapped": "wrapped"}
 NIMA_LAYOUTS = {**KONCEPT_LAYOUTS, "features_module": "features"}
 
 
+def score_of(victim: nn.Module, photo: np.ndarray) -> float:
+    """A victim's score of one (H, W, 3) uint8 photo."""
+    with torch.no_grad():
+        return float(victim(jpeg.to_float(photo)[None])[0])
+
+
+def protect_one(photo: np.ndarray, folder: Path, victim: str, weights: Path, *options: str) -> dict:
+    """``camo-engine protect`` of the photo saved as ``folder/in/coffee.png``: its report row."""
+    (folder / "in").mkdir()
+    Image.fromarray(photo).save(folder / "in" / "coffee.png")
+    args = ["protect", str(folder / "in"), "-o", str(folder / "out"), "-v", victim, "--weights", str(weights)]
+    result = CliRunner().invoke(app, [*args, *options])
+    assert result.exit_code == 0, result.output
+    [row] = read_rows(folder / "out")
+    return row
+
+
 def imagenet_normalise(x: Tensor) -> Tensor:
     return torchvision.transforms.functional.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -201,6 +218,24 @@ def test_cover_crop_keeps_a_photo_of_the_size_and_crops_the_rest_centrally() -> 
     torch.testing.assert_close(cover_crop(panorama, size), resize(panorama[:, :, 300:700], size))
 
 
+# --- both: every layout scores as the published model does --------------------------------------
+
+LAYOUT_CASES = [("koncept512", "koncept", layout, (50.0, 30.0)) for layout in KONCEPT_LAYOUTS] + [
+    ("nima", "nima", layout, (5.0, 4.0)) for layout in NIMA_LAYOUTS
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, fixture, layout, defaults", LAYOUT_CASES)
+def test_scores_each_published_layout(
+    name: str, fixture: str, layout: str, defaults: tuple[float, float], request: pytest.FixtureRequest
+) -> None:
+    checkpoint, photo = request.getfixturevalue(fixture), request.getfixturevalue(f"{fixture}_photo")
+    victim = load_victim(name, weights=checkpoint["paths"][layout])
+    assert (victim.threshold, victim.target, victim.higher_is_worse) == (*defaults, False)
+    assert abs(score_of(victim, photo) - checkpoint["score"]) < 1e-4
+
+
 # --- KonCept512 ---------------------------------------------------------------------------------
 
 
@@ -209,17 +244,6 @@ def test_koncept512_window_pool_is_what_the_checkpoint_scores_with(koncept: dict
     """The score checks below (to 1e-4) can tell the port's top-left 8x8 average from a global
     pool, which the Keras original uses."""
     assert abs(koncept["score"] - koncept["global_pool_score"]) > 0.02
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", KONCEPT_LAYOUTS)
-def test_koncept512_scores_each_published_layout(layout: str, koncept: dict, koncept_photo: np.ndarray) -> None:
-    victim = load_victim("koncept512", weights=koncept["paths"][layout])
-    assert (victim.threshold, victim.target, victim.higher_is_worse) == (50.0, 30.0, False)
-    with torch.no_grad():
-        score = victim(jpeg.to_float(koncept_photo)[None])
-    assert score.shape == (1,)
-    assert abs(float(score[0]) - koncept["score"]) < 1e-4
 
 
 def test_koncept512_needs_its_weights() -> None:
@@ -245,14 +269,7 @@ def test_koncept512_refuses_wrong_files(koncept: dict, nima: dict, tmp_path: Pat
 def test_koncept512_protect_moves_the_score_toward_the_target(
     koncept: dict, koncept_photo: np.ndarray, tmp_path: Path
 ) -> None:
-    photo = tmp_path / "in" / "coffee.png"
-    photo.parent.mkdir()
-    Image.fromarray(koncept_photo).save(photo)
-    weights = koncept["paths"]["module"]
-    args = ["protect", str(photo), "-o", str(tmp_path / "out"), "-v", "koncept512", "--weights", str(weights)]
-    result = CliRunner().invoke(app, [*args, "--steps", "1", "--batch-size", "1"])
-    assert result.exit_code == 0, result.output
-    [row] = read_rows(tmp_path / "out")
+    row = protect_one(koncept_photo, tmp_path, "koncept512", koncept["paths"]["module"], "--steps", "1")
     # The re-encoded original is still above the threshold, so the attack ran and lowered it.
     assert row["before"] > 50 and row["steps"] == 1
     assert row["after"] < row["before"]
@@ -266,15 +283,8 @@ def test_nima_random_checkpoint_scores_inside_the_scale(nima: dict) -> None:
     assert 5 < nima["score"] < 8  # above the default threshold, so the attack has work to do
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", NIMA_LAYOUTS)
-def test_nima_scores_each_published_layout(layout: str, nima: dict, nima_photo: np.ndarray) -> None:
-    victim = load_victim("nima", weights=nima["paths"][layout])
-    assert (victim.threshold, victim.target, victim.higher_is_worse) == (5.0, 4.0, False)
-    with torch.no_grad():
-        score = victim(jpeg.to_float(nima_photo)[None])
-    assert abs(float(score[0]) - nima["score"]) < 1e-4
-    # The appeal measure is the same model and view.
+def test_nima_appeal_measure_is_the_victim(nima: dict, nima_photo: np.ndarray) -> None:
+    victim = load_victim("nima", weights=nima["paths"]["plain"])
     assert abs(appeal.appeal_scores(nima_photo, nima=victim)["nima"] - nima["score"]) < 1e-4
 
 
@@ -303,29 +313,19 @@ def test_nima_refuses_wrong_files(nima: dict, tmp_path: Path) -> None:
 def test_nima_protect_lowers_the_rating_and_evaluate_reports_it(
     nima: dict, nima_photo: np.ndarray, tmp_path: Path
 ) -> None:
-    originals = tmp_path / "originals"
-    originals.mkdir()
-    Image.fromarray(nima_photo).save(originals / "coffee.png")
-    weights = str(nima["paths"]["wrapped"])
-    protected = tmp_path / "protected"
-    result = CliRunner().invoke(
-        app, ["protect", str(originals), "-o", str(protected), "-v", "nima", "--weights", weights, "--steps", "3"]
-    )
-    assert result.exit_code == 0, result.output
-    [row] = read_rows(protected)
+    weights = nima["paths"]["wrapped"]
+    row = protect_one(nima_photo, tmp_path, "nima", weights, "--steps", "3")
     assert row["before"] > 5 and row["steps"] >= 1
     assert row["after"] < row["before"]
 
-    out = tmp_path / "eval"
-    args = ["evaluate", str(originals), str(protected), "-v", "nima", "--weights", weights, "--nima", weights]
+    originals, protected, out = tmp_path / "in", tmp_path / "out", tmp_path / "eval"
+    args = ["evaluate", str(originals), str(protected), "-v", "nima", "--weights", str(weights), "--nima", str(weights)]
     result = CliRunner().invoke(app, [*args, "--jpeg", "90", "--resize", "", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "evaluation.json").read_text())
     victim = load_victim("nima", weights=weights)
-    with torch.no_grad():
-        before = float(victim(jpeg.to_float(nima_photo)[None])[0])
-        written = np.asarray(Image.open(protected / "coffee.jpg").convert("RGB"))
-        after = float(victim(jpeg.to_float(written)[None])[0])
+    before = score_of(victim, nima_photo)
+    after = score_of(victim, np.asarray(Image.open(protected / "coffee.jpg").convert("RGB")))
     # The appeal measure scores the files as they are: the original, and the written output.
     assert report["appeal"]["nima"]["original_mean"] == pytest.approx(before, abs=1e-4)
     assert report["appeal"]["nima"]["protected_mean"] == pytest.approx(after, abs=1e-4)

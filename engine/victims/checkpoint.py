@@ -45,6 +45,13 @@ def read_state_dict(path: Path, prefix: str = "module.") -> dict[str, torch.Tens
     return {k.removeprefix(prefix).replace("." + prefix, "."): v for k, v in obj.items()}
 
 
+def required_weights(weights: Path | str | None, victim: str, what: str) -> Path:
+    """The ``--weights`` file of a victim that needs one; a clear error naming what to give."""
+    if weights is None:
+        raise ValueError(f"{victim} needs --weights FILE: {what} (it cannot be downloaded here)")
+    return Path(weights)
+
+
 def load_into(model: nn.Module, path: Path, prefix: str = "module.") -> nn.Module:
     """Load ``path`` into ``model`` strictly, turning shape/key mismatches into a clear error."""
     state = read_state_dict(path, prefix)

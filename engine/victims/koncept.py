@@ -27,9 +27,9 @@ from timm.layers import ConvNormAct
 from timm.models.inception_resnet_v2 import InceptionResnetV2
 from torch import Tensor, nn
 
-from .checkpoint import load_into
+from .checkpoint import load_into, required_weights
 from .geometry import cover_crop
-from .objectives import QualityRegressor
+from .objectives import NetworkRegressor
 
 INPUT_SIZE = (384, 512)  # (h, w): KonIQ-10k's 512x384 landscape photos
 # Cadene's InceptionResNetV2 children before its avgpool_1a, in order: base.0 ... base.14.
@@ -94,7 +94,7 @@ class KonCept512(nn.Module):
         return self.fc(self.base(x).flatten(1))[:, 0]
 
 
-class KonCept512Victim(QualityRegressor):
+class KonCept512Victim(NetworkRegressor):
     """KonCept512's MOS (0-100, higher = better) pushed below ``threshold``.
 
     Defaults are the 2020 task's: its test photos all scored above 50 and a protected photo
@@ -116,29 +116,17 @@ class KonCept512Victim(QualityRegressor):
         "formula": "x * 2 - 1",
     }
 
-    def __init__(self, model: KonCept512, threshold: float = 50.0, target: float = 30.0) -> None:
-        super().__init__(threshold, target, higher_is_worse=False)
-        self.model = model.eval().requires_grad_(False)
+    input_size = INPUT_SIZE
 
-    def geometry(self, height: int, width: int) -> tuple[int, int]:
-        return INPUT_SIZE
+    def __init__(self, model: KonCept512, threshold: float = 50.0, target: float = 30.0) -> None:
+        super().__init__(model, threshold, target, higher_is_worse=False)
 
     def preprocess(self, image: Tensor) -> Tensor:
         return cover_crop(image, INPUT_SIZE) * 2 - 1
 
-    def network(self, batch: Tensor) -> Tensor:
-        return self.model(batch)
-
 
 def load_koncept512(weights: Path | str | None = None, **objective: float) -> KonCept512Victim:
-    """KonCept512 with the user's checkpoint; ``weights`` is required (nothing is downloaded).
-
-    A file that is not of the accepted layout raises a ``CheckpointError`` naming it and what
-    is wrong.
-    """
-    if weights is None:
-        raise ValueError(
-            "koncept512 needs --weights FILE: KonCept512.pth of the Pixel Privacy 2020 PyTorch "
-            "port (ZhengyuZhao/koniq-PyTorch); it cannot be downloaded here"
-        )
-    return KonCept512Victim(load_into(KonCept512(), Path(weights)), **objective).eval()
+    """KonCept512 with the user's checkpoint (required); a ``CheckpointError`` names a wrong file."""
+    port = "the Pixel Privacy 2020 PyTorch port (ZhengyuZhao/koniq-PyTorch)"
+    path = required_weights(weights, "koncept512", f"KonCept512.pth of {port}")
+    return KonCept512Victim(load_into(KonCept512(), path), **objective)

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from .checkpoint import load_into
+from .checkpoint import load_into, required_weights
 from .geometry import imagenet_view
-from .objectives import QualityRegressor
+from .objectives import NetworkRegressor
 
 INPUT_SIZE = 224
 RATINGS = 10
@@ -47,7 +47,7 @@ class NIMA(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class NimaVictim(QualityRegressor):
+class NimaVictim(NetworkRegressor):
     """NIMA's mean rating (1..10, higher = more appealing) pushed below ``threshold``.
 
     Defaults: AVA's own split, used by the NIMA paper for its two-class accuracy, calls a photo
@@ -65,13 +65,11 @@ class NimaVictim(QualityRegressor):
         "formula": "(x - mean) / std",
     }
 
-    def __init__(self, model: NIMA, threshold: float = 5.0, target: float = 4.0) -> None:
-        super().__init__(threshold, target, higher_is_worse=False)
-        self.model = model.eval().requires_grad_(False)
-        self.register_buffer("ratings", torch.arange(1.0, RATINGS + 1), persistent=False)
+    input_size = (INPUT_SIZE, INPUT_SIZE)
 
-    def geometry(self, height: int, width: int) -> tuple[int, int]:
-        return INPUT_SIZE, INPUT_SIZE
+    def __init__(self, model: NIMA, threshold: float = 5.0, target: float = 4.0) -> None:
+        super().__init__(model, threshold, target, higher_is_worse=False)
+        self.register_buffer("ratings", torch.arange(1.0, RATINGS + 1), persistent=False)
 
     def preprocess(self, image: Tensor) -> Tensor:
         return imagenet_view(image, INPUT_SIZE)
@@ -81,14 +79,7 @@ class NimaVictim(QualityRegressor):
 
 
 def load_nima(weights: Path | str | None = None, **objective: float) -> NimaVictim:
-    """NIMA with the user's checkpoint; ``weights`` is required (nothing is downloaded).
-
-    A file that is not of the accepted layout raises a ``CheckpointError`` naming it and what
-    is wrong.
-    """
-    if weights is None:
-        raise ValueError(
-            "nima needs --weights FILE: a checkpoint of the yunxiaoshi/Neural-IMage-Assessment "
-            "layout (VGG16 features + Linear(25088, 10)); it cannot be downloaded here"
-        )
-    return NimaVictim(load_into(NIMA(), Path(weights)), **objective).eval()
+    """NIMA with the user's checkpoint (required); a ``CheckpointError`` names a wrong file."""
+    layout = "yunxiaoshi/Neural-IMage-Assessment (VGG16 features + Linear(25088, 10))"
+    path = required_weights(weights, "nima", f"a checkpoint of the {layout} layout")
+    return NimaVictim(load_into(NIMA(), path), **objective)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torchvision.models import resnet50
 
-from .checkpoint import load_into
+from .checkpoint import load_into, required_weights
 from .geometry import imagenet_view
 from .objectives import Classifier
 
@@ -53,9 +53,5 @@ def places365_architecture() -> torch.nn.Module:
 
 def load_resnet50_places365(weights: Path | str | None = None, **objective: object) -> ResNet50Places365:
     """The victim with the user's checkpoint; ``weights`` is required (nothing is downloaded)."""
-    if weights is None:
-        raise ValueError(
-            "resnet50-places365 needs --weights FILE: the published resnet50_places365.pth.tar "
-            "(it cannot be downloaded here)"
-        )
-    return ResNet50Places365(load_into(places365_architecture(), Path(weights)), **objective)
+    path = required_weights(weights, "resnet50-places365", "the published resnet50_places365.pth.tar")
+    return ResNet50Places365(load_into(places365_architecture(), path), **objective)
