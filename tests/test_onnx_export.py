@@ -12,7 +12,7 @@ import torch
 from camo_engine.export.check import check_graphs
 from camo_engine.export.decompositions import avg_pool2d_backward, digamma, lgamma
 from camo_engine.export.examples import example_batch, example_targets
-from camo_engine.export.fold import fold_batchnorm
+from camo_engine.export.fold import fold_batchnorm, fold_module
 from camo_engine.export.manifest import Manifest, ManifestError
 from onnx_cases import TinyClassifier, brisque, efficientnet, exported, onnx_cache, places365  # noqa: F401
 
@@ -48,6 +48,19 @@ def test_fold_batchnorm_keeps_outputs_and_removes_bn() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in victim.modules())  # original untouched
     x = torch.randn(3, 3, 33, 33)
     torch.testing.assert_close(folded.network(x), victim.network(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fold_turns_a_batchnorm_after_an_activation_into_an_affine_map() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1)
+    ).eval()
+    head[2].running_mean.uniform_(-1, 1)
+    head[2].running_var.uniform_(0.5, 2.0)
+    folded = fold_module(head)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(folded(x), head(x))
 
 
 def _check_export(victim, directory) -> Manifest:

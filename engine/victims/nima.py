@@ -52,9 +52,10 @@ class NimaVictim(NetworkRegressor):
 
     Defaults: AVA's own split, used by the NIMA paper for its two-class accuracy, calls a photo
     of mean rating 5 or more a high-aesthetic one; so 5 is the threshold.  The attack aims a
-    full rating below it (``target=4``): the spread of AVA's mean ratings is about 0.7, so the
-    target sits well inside the low side and the drop survives JPEG re-encoding, as BRISQUE's
-    and KonCept512's targets sit 20 points past their thresholds on a 0-100 scale.
+    full rating below it (``target=4``): AVA's ratings crowd into the middle of the scale, so
+    that is well inside the low side and leaves room for JPEG re-encoding, as BRISQUE's and
+    KonCept512's targets sit 20 points past their thresholds on a 0-100 scale
+    (docs/victims-user.md).
     """
 
     name = "nima"
