@@ -88,12 +88,20 @@ def evaluate_command(
     panel: Annotated[Optional[str], typer.Option(help="Judge under a panel instead (low, medium, high, or a .toml/.json file), with each victim's deployment readings.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write evaluation.json, evaluation.csv, verdicts.csv, images.csv here.")] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots here.")] = None,
+    nima: Annotated[Optional[Path], typer.Option("--nima", help="NIMA weights (yunxiaoshi/Neural-IMage-Assessment layout): its mean rating joins the appeal measures.")] = None,
 ) -> None:
     """Judge protected photos against their originals under JPEG re-encoding and downscaling."""
     try:
         views = panel or channels(parse_list(jpeg_qualities, int, "--jpeg"), parse_list(resize, float, "--resize"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    from ..victims.nima import load_nima
+
+    try:
+        nima_measure = load_nima(nima) if nima else None
+    except ValueError as exc:  # a CheckpointError names the file and what is wrong with it
+        console.print(f"[red]camo-engine: --nima: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
     victims, failed = load_victims(list(victim or DEFAULT_VICTIMS), weights)
     for message in failed:
         console.print(f"[yellow]camo-engine: {message}")
@@ -105,7 +113,9 @@ def evaluate_command(
     ) as progress:
         task = progress.add_task("evaluate", total=None)
         try:
-            result = evaluate(originals, protected, victims, views, on_pair=lambda pair: progress.advance(task))
+            result = evaluate(
+                originals, protected, victims, views, on_pair=lambda pair: progress.advance(task), nima=nima_measure
+            )
         except ValueError as exc:  # a panel that does not exist or does not parse
             console.print(f"[red]camo-engine: {exc}")
             raise typer.Exit(2) from exc

@@ -211,11 +211,15 @@ def evaluate(
     victims: Mapping[str, Victim],
     panel: str | Sequence[str],
     on_pair: Callable[[Pair], None] = lambda pair: None,
+    nima: Victim | None = None,
 ) -> Evaluation:
     """Judge every pair under every view by every victim; also fidelity and appeal.
 
     ``panel`` is a panel (a built-in name or a .toml/.json file, resolved per victim with its
-    deployments' readings), or a list of channels read by each victim's own reading."""
+    deployments' readings), or a list of channels read by each victim's own reading.  ``nima``
+    (:func:`camo_engine.victims.nima.load_nima`) adds NIMA's rating to the appeal measures, on
+    the files as they are.
+    """
     originals, protected = Path(originals), Path(protected)
     panels = {name: panel_for(victim, panel) for name, victim in victims.items()}
     result = Evaluation(
@@ -224,6 +228,8 @@ def evaluate(
     appeal, note = appeal_function()
     if note:
         result.notes.append(note)
+    elif nima is not None:
+        appeal = functools.partial(appeal, nima=nima)
     judges = {name: PanelJudge(v, make_backend("torch", v), panels[name]) for name, v in victims.items()}
     for pair in result.pairing.pairs:
         try:
@@ -329,19 +335,20 @@ def write_plots(evaluation: Evaluation, folder: Path, sheet_rows: int = CONTACT_
 
 def _plot_histograms(evaluation: Evaluation, path: Path, name: str) -> Path:
     victim = evaluation.victims[name]
-    conds = evaluation.conditions
-    fig = figure(3.2 * len(conds), 3.2)
-    axes = fig.subplots(1, len(conds), squeeze=False)[0]
+    # At most six views, so that a large panel still gives a readable figure.
+    views = evaluation.panels[name].views[:6]
+    fig = figure(3.2 * len(views), 3.2)
+    axes = fig.subplots(1, len(views), squeeze=False)[0]
     classifier = victim.kind == "classifier"
     bins = np.linspace(0, 1, 21) if classifier else 20
-    for ax, cond in zip(axes, conds):
-        mine = [r for r in evaluation.verdicts if r["victim"] == name and r["condition"] == cond.name]
+    for ax, view in zip(axes, views):
+        mine = [r for r in evaluation.verdicts if r["victim"] == name and r["condition"] == view.name]
         ax.hist([r["original_score"] for r in mine], bins=bins, alpha=0.6, label="original", color="tab:blue")
         ax.hist([r["protected_score"] for r in mine], bins=bins, alpha=0.6, label="protected", color="tab:red")
         threshold = getattr(victim, "threshold", None)
         if not classifier and threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
-        ax.set_title(cond.label)
+        ax.set_title(view.name, fontsize="small")
         ax.set_xlabel("P(original top-1 class)" if classifier else "score")
     axes[0].set_ylabel("images")
     axes[0].legend(fontsize="small")

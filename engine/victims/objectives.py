@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import Victim
 
@@ -70,6 +70,22 @@ class QualityRegressor(Victim):
 
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [round(float(v), 3) for v in outputs]
+
+
+class NetworkRegressor(QualityRegressor):
+    """A quality regressor that is one torch network fed at one fixed ``input_size`` (h, w)."""
+
+    input_size: tuple[int, int]
+
+    def __init__(self, model: nn.Module, threshold: float, target: float, higher_is_worse: bool) -> None:
+        super().__init__(threshold, target, higher_is_worse)
+        self.model = model.eval().requires_grad_(False)
+
+    def geometry(self, height: int, width: int) -> tuple[int, int]:
+        return self.input_size
+
+    def network(self, batch: Tensor) -> Tensor:
+        return self.model(batch)
 
 
 class Classifier(Victim):
