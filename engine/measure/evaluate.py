@@ -12,6 +12,7 @@ The verdict is the attack loop's own, from :mod:`camo_engine.attack.verdict`.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import statistics
