@@ -204,7 +204,7 @@ def test_zero_finishing_steps_return_the_protector_output(lite0, tensors) -> Non
 # -- protect --protector: the protector's output, finished by I-FGSM only where it failed ----------
 # BRISQUE with a threshold inside the small photos' range (59 to 85 after JPEG): the protector's
 # output crosses it on some photos and not on others, so both routes are exercised.
-BRISQUE_SPLIT = ["-v", "brisque", "--threshold", "70", "--target", "90"]
+BRISQUE_SPLIT = ["-v", "brisque", "--strength", "low", "--threshold", "70", "--target", "90"]
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_train_protector_command_writes_checkpoint_and_onnx(tmp_path: Path, smal
     app = typer.Typer()
     app.command()(train_protector_command)
     out = tmp_path / "lite0.pt"
-    args = [str(photo), "-v", "efficientnet-lite0", "--steps", "1", "--batch-size", "1",
+    args = [str(photo), "-v", "efficientnet-lite0", "--strength", "low", "--steps", "1", "--batch-size", "1",
             "--crop", "32", "--eps", "4/255", "--enhance", "pillow", "--recon-weight", "5", "-o", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

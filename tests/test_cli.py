@@ -19,7 +19,7 @@ from camo_engine.io.report import read_rows
 from PIL import Image
 from typer.testing import CliRunner
 
-FAST = ["-v", "efficientnet-lite0", "--steps", "2"]
+FAST = ["-v", "efficientnet-lite0", "--strength", "low", "--steps", "2"]
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -173,7 +173,7 @@ def test_protect_cli_gives_the_same_verdicts_on_both_backends(victim, onnx_cache
     rows = {}
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / backend
-        args = ["protect", "--samples", "-o", str(out), "-v", victim, "--backend", backend, "--onnx-cache", str(onnx_cache)]
+        args = ["protect", "--samples", "-o", str(out), "-v", victim, "--strength", "low", "--backend", backend, "--onnx-cache", str(onnx_cache)]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         rows[backend] = {Path(r["input"]).name: r for r in read_rows(out)}

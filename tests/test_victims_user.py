@@ -136,7 +136,7 @@ def protect_one(photo: np.ndarray, folder: Path, victim: str, weights: Path, *op
     """``camo-engine protect`` of the photo saved as ``folder/in/coffee.png``: its report row."""
     (folder / "in").mkdir()
     Image.fromarray(photo).save(folder / "in" / "coffee.png")
-    args = ["protect", str(folder / "in"), "-o", str(folder / "out"), "-v", victim, "--weights", str(weights)]
+    args = ["protect", str(folder / "in"), "-o", str(folder / "out"), "-v", victim, "--strength", "low", "--weights", str(weights)]
     result = CliRunner().invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
     [row] = read_rows(folder / "out")
