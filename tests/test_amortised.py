@@ -305,7 +305,7 @@ def test_train_protector_command_writes_checkpoint_and_onnx(tmp_path: Path, smal
     app = typer.Typer()
     app.command()(train_protector_command)
     out = tmp_path / "lite0.pt"
-    args = [str(photo), "-v", "efficientnet-lite0", "--strength", "low", "--steps", "1", "--batch-size", "1",
+    args = [str(photo), "-v", "efficientnet-lite0", "--steps", "1", "--batch-size", "1",
             "--crop", "32", "--eps", "4/255", "--enhance", "pillow", "--recon-weight", "5", "-o", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
