@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     summary = summarise(rows, {c.name for c in channels})
-    summary.update(vars(args) | {"out": str(args.out), "n": len(rows)})
+    summary.update({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"n": len(rows)})
     with args.out.open("a") as f:
         f.write(json.dumps({"summary": summary, "rows": rows}) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "per_view"}, indent=None))

@@ -22,12 +22,12 @@ def main() -> None:
     )
     print("|" + "---|" * 19)
     for i, run in enumerate(runs):
-        s = run["summary"]
+        s = {k: "-" for k in ("views", "eps", "alpha", "margin", "blur", "check_every")} | run["summary"]
         worst = s["worst_view"]
         print(
-            f"| {i} | {s['victim']} | {s['panel']} | {s['n']} | {s['views'] or 'all'} | "
-            f"{s.get('jitter', 0)} | {s.get('step', 'sign')} | {s['eps']:g} | {s['alpha']:g} | "
-            f"{s['margin']:g} | {s['blur']:g} | {s['check_every']} | {s['all_panel_share']:.0%} | "
+            f"| {i} | {s['victim']} | {s['panel']} | {s['n']} | {s['views'] if s['views'] != 0 else 'all'} | "
+            f"{s.get('jitter', 0)} | {s.get('step', 'sign')} | {s['eps']} | {s['alpha']} | "
+            f"{s['margin']} | {s['blur']} | {s['check_every']} | {s['all_panel_share']:.0%} | "
             f"{worst} ({s['per_view'][worst][0]:.0%}) | {s['all_heldout_share']:.0%} | "
             f"{s['median_psnr']:.1f} | {s['mean_steps']:.1f} | {s['total_seconds'] / s['n']:.1f} | "
             f"{s['check_seconds'] / max(s['total_seconds'], 1e-9):.0%} |"

@@ -167,3 +167,12 @@ def alone_changes(kind: str, orig: dict, threshold: float = 50.0) -> dict[str, b
     if kind == "brisque":
         return {k: v >= threshold for k, v in orig.items()}
     return {k: v != orig[f"as_written/{k.split('/')[1]}"] for k, v in orig.items()}
+
+
+def judge(kind: str, readings, rgb: np.ndarray, out: np.ndarray, channels) -> dict:
+    """Every view's reading of the original and of the protected photo, and per view whether
+    it is protected and whether the channel alone changes the verdict."""
+    orig = read_panel(readings, rgb, channels)
+    adv = read_panel(readings, out, channels)
+    ok = brisque_protected(adv) if kind == "brisque" else classifier_protected(adv, orig)
+    return {"protected": ok, "alone": alone_changes(kind, orig), "orig": orig, "adv": adv}
