@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
+import sys
 
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from camo_engine.export import cache
 from camo_engine.export.check import check_graphs
 from camo_engine.export.decompositions import digamma, lgamma
 from camo_engine.export.examples import example_batch, example_targets
 from camo_engine.export.fold import fold_batchnorm
-from camo_engine.export.manifest import Manifest, ManifestError
+from camo_engine.export.manifest import Manifest, ManifestError, victim_fields
 from onnx_cases import (  # noqa: F401
     TinyClassifier,
     brisque,
@@ -36,6 +40,46 @@ def test_fold_batchnorm_keeps_outputs_and_removes_bn() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in victim.modules())  # original untouched
     x = torch.randn(3, 3, 33, 33)
     torch.testing.assert_close(folded.network(x), victim.network(x), rtol=1e-5, atol=1e-5)
+
+
+def _edited_victim(tmp_path, monkeypatch):
+    """A TinyClassifier subclass defined in a file of its own, which the test can edit."""
+    path = tmp_path / "edited_victim.py"
+    path.write_text("from onnx_cases import TinyClassifier\n\n\nclass Edited(TinyClassifier):\n    name = 'edited'\n")
+    spec = importlib.util.spec_from_file_location("edited_victim", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "edited_victim", module)
+    spec.loader.exec_module(module)
+    return module.Edited(), path
+
+
+def test_cache_key_follows_the_code_that_defines_the_graphs(tmp_path, monkeypatch) -> None:
+    """Editing the victim's module or the exporter gives a new key, and so a new export."""
+    victim, path = _edited_victim(tmp_path, monkeypatch)
+    sources = cache.graph_sources(victim)
+    assert sources["edited_victim"] == path and "onnx_cases" in sources
+    assert {"camo_engine.victims.objectives", "camo_engine.export.trace", "camo_engine.export.onnx_grad_rules"} <= set(sources)
+
+    exports: list[str] = []
+
+    def fake_export(directory):  # a valid, empty entry: the key is under test, not the export
+        exports.append(directory.name)
+        Manifest(victim_fields(victim), {}, [], 18, 10, True, {}, {}).write(directory)
+
+    first = cache.cached_export(victim, tmp_path / "cache", fake_export, {})
+    assert cache.cached_export(victim, tmp_path / "cache", fake_export, {}) == first and len(exports) == 1
+    path.write_text(path.read_text() + "# an edit that could change the graph\n")
+    second = cache.cached_export(victim, tmp_path / "cache", fake_export, {})
+    assert second != first and len(exports) == 2
+
+    exporter = tmp_path / "exporter"
+    shutil.copytree(cache._EXPORTER, exporter)
+    monkeypatch.setattr(cache, "_EXPORTER", exporter)
+    assert cache.cached_export(victim, tmp_path / "cache", fake_export, {}) == second
+    with open(exporter / "onnx_grad_rules.py", "a") as f:
+        f.write("# a changed gradient rule\n")
+    assert cache.cached_export(victim, tmp_path / "cache", fake_export, {}) not in (first, second)
+    assert len(exports) == 3
 
 
 def _check_export(victim, directory) -> Manifest:
