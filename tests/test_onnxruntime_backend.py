@@ -11,6 +11,7 @@ import torch
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import BACKENDS, TorchBackend, make_backend
 from camo_engine.backends.base import Step
+from camo_engine.backends import onnxruntime_backend
 from camo_engine.backends.onnxruntime_backend import (
     OnnxRuntimeBackend,
     ProviderError,
@@ -22,6 +23,7 @@ from camo_engine.export.check import (
     exact_reference,
     relative_error,
 )
+from camo_engine.export.manifest import Manifest
 from camo_engine.export.examples import (
     example_batch,
     example_targets,
@@ -52,6 +54,34 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_warning() -> None:
     with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider"):
         chosen = select_providers(["TensorrtExecutionProvider", "CUDAExecutionProvider"], fallback=True)
     assert chosen == ["CPUExecutionProvider"]
+
+
+class CpuOnlySession:
+    """An InferenceSession whose listed GPU provider failed to start: it runs on the CPU alone."""
+
+    def __init__(self, path, sess_options=None, providers=()):
+        self.asked = list(providers)
+
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_listed_provider_that_does_not_start(fallback, tmp_path, monkeypatch) -> None:
+    """CUDA is in the build but its session comes up on the CPU: an error, or a warning with fallback."""
+    monkeypatch.setattr(onnxruntime_backend.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime_backend.ort, "InferenceSession", CpuOnlySession)
+    Manifest({"name": "tiny", "kind": "classifier"}, {}, [], 18, 10, True, {}, {}).write(tmp_path)
+    backend = OnnxRuntimeBackend(tmp_path, providers=["CUDAExecutionProvider"], fallback=fallback)
+    assert backend.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if not fallback:
+        with pytest.raises(ProviderError, match=r"gradient\.onnx: execution provider\(s\) CUDAExecutionProvider did not start"):
+            backend._session("gradient.onnx")
+        assert backend._sessions == {}
+        return
+    with pytest.warns(RuntimeWarning, match="CUDAExecutionProvider did not start; the session runs on CPUExecutionProvider"):
+        session = backend._session("gradient.onnx")
+    assert session.asked == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _agree(victim, backend, batch: torch.Tensor) -> None:
