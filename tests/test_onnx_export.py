@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from camo_engine.export import cache
-from camo_engine.export.check import check_graphs
+from camo_engine.export.check import MAX_REL_ERR, CheckResult, ExportCheckError, check_graphs
 from camo_engine.export.decompositions import digamma, lgamma
 from camo_engine.export.examples import example_batch, example_targets
 from camo_engine.export.fold import fold_batchnorm
@@ -125,16 +125,33 @@ def test_export_efficientnet(efficientnet, onnx_cache) -> None:
     assert len(manifest.victim["categories"]) == 1000
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="random-init ResNet50 (seed 365), first sample photo alone: onnxruntime's fp32 gradient is "
+# The one known miss, and nothing else: every other failure (a crash, an opset or manifest
+# regression, an error past its limit) fails the test.
+PLACES365_SIGN_MISS = (
+    "random-init ResNet50 (seed 365), first sample photo alone: onnxruntime's fp32 gradient is "
     "1.1e-2 from fp64 with 99.81% sign agreement (< 99.9%); torch fp32's is 7.0e-3 / 99.98%.  Single "
     "ReLU gates flipped by fp32 rounding, at random: on the second photo torch fp32 is 7.2e-3 / 99.91% "
-    "off and onnxruntime 8.7e-5 / 100%.  Batches of 2 and 4 photos pass",
-    strict=False,
+    "off and onnxruntime 8.7e-5 / 100%.  Batches of 2 and 4 photos pass"
 )
+
+
+@pytest.mark.slow
 def test_export_places365_architecture(places365, onnx_cache) -> None:
-    _check_export(places365, exported(places365, onnx_cache))
+    try:
+        _check_export(places365, exported(places365, onnx_cache))
+    except ExportCheckError as exc:
+        if exc.result.failed == ("grad_sign_agreement",) and exc.forward_rel_err <= MAX_REL_ERR:
+            pytest.xfail(f"{PLACES365_SIGN_MISS}: {exc}")
+        raise
+
+
+def test_check_error_names_what_failed() -> None:
+    """What the ResNet50 xfail relies on: a sign-agreement miss alone is told apart from the rest."""
+    sign_only = CheckResult(1e-6, 1e-6, 5e-3, 0.998, torch_grad_rel_err=4e-3)
+    assert sign_only.failed == ("grad_sign_agreement",) and not sign_only.ok
+    assert CheckResult(2e-4, 1e-6, 5e-3, 0.998, 4e-3).failed == ("outputs_rel_err", "grad_sign_agreement")
+    assert CheckResult(1e-6, 1e-6, 2e-2, 1.0, 4e-3).failed == ("grad_rel_err",)
+    assert CheckResult(1e-6, 1e-6, 1e-5, 1.0).ok
 
 
 # Exporting BRISQUE's two geometries takes 4 to 8 min here (2 cores, shared): more than the CI
