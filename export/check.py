@@ -76,6 +76,9 @@ class CheckResult:
     def ok(self) -> bool:
         return not self.failed
 
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
 
 class ExportCheckError(AssertionError):
     """An exported graph disagrees with torch autograd: ``result`` and ``forward_rel_err`` say
@@ -85,9 +88,6 @@ class ExportCheckError(AssertionError):
         super().__init__(message)
         self.result = result
         self.forward_rel_err = forward_rel_err
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def torch_reference(victim: Victim, batch: Tensor, targets: Tensor) -> Triple:

@@ -175,6 +175,37 @@ def test_onnx_file_victim_runs_on_onnxruntime(tmp_path) -> None:
     assert manifest["input"]["from_rgb"]["std"] == pytest.approx([0.5])
 
 
+@pytest.mark.slow
+def test_protect_picks_onnxruntime_for_an_onnx_file(tmp_path, small_photos, monkeypatch) -> None:
+    """`--victim onnx:PATH` runs on onnxruntime with a one-line notice; an explicit
+    `--backend torch` is refused with the reason."""
+    from camo_engine.cli import app
+    from camo_engine.io.report import read_rows
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    path = _tiny_onnx_file(tmp_path)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(small_photos[0]).save(tmp_path / "in" / "photo.png")
+    args = ["protect", str(tmp_path / "in"), "-v", f"onnx:{path}", "--steps", "2", "--onnx-cache", str(tmp_path / "cache")]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "runs on --backend onnxruntime (picked for an ONNX file)" in result.output
+    [row] = read_rows(tmp_path / "out")
+    assert row["status"] == "ok" and Path(row["output"]).is_file()
+
+    refused = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out2"), "--backend", "torch"])
+    assert refused.exit_code == 2
+    assert "torch autograd cannot run" in refused.output and not (tmp_path / "out2").exists()
+
+    # evaluate has no --backend: it runs such a victim on onnxruntime too (default export cache).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    evaluated = CliRunner().invoke(app, ["evaluate", str(tmp_path / "in"), str(tmp_path / "out"), "-v", f"onnx:{path}", "--jpeg", "90", "--resize", ""])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "victim onnx" not in evaluated.output  # no "victim ... skipped" line
+    assert list((tmp_path / "xdg" / "camo-engine" / "onnx").iterdir())
+
+
 def _tiny_onnx_file(tmp_path):
     """TinyClassifier's exported forward graph with a config saying how to feed it."""
     import shutil

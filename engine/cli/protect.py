@@ -43,6 +43,7 @@ from .options import (
     VictimOpt,
     WeightsOpt,
     attack_config,
+    backend_for,
     backend_options,
     victim_options,
 )
@@ -104,6 +105,7 @@ def protect(
         raise typer.BadParameter("--finish-steps needs --protector")
     if protector_file is not None and ctx.get_parameter_source("steps").name != "DEFAULT":
         raise typer.BadParameter("with --protector the I-FGSM budget is --finish-steps, not --steps")
+    backend = backend_for(victim, backend, given=ctx.get_parameter_source("backend").name != "DEFAULT")
     if max_pixels:
         # Pillow has its own bomb guard (~179 MP); ours is the one that applies.
         Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)

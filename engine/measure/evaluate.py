@@ -217,7 +217,8 @@ def evaluate(
     appeal, note = appeal_function()
     if note:
         result.notes.append(note)
-    backends = {name: make_backend("torch", v) for name, v in victims.items()}
+    # An ONNX-file victim (onnx:PATH) runs on onnxruntime: torch autograd cannot run it.
+    backends = {name: make_backend("torch" if v.exportable else "onnxruntime", v) for name, v in victims.items()}
     for pair in result.pairing.pairs:
         try:
             original, candidate = load_image(pair.original).rgb, load_image(pair.protected).rgb
