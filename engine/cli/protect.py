@@ -14,7 +14,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from .console import stderr as console
 from .console import stdout
@@ -47,6 +46,7 @@ from .options import (
     backend_options,
     victim_options,
 )
+from .tables import fitted
 
 
 def protect(
@@ -171,10 +171,8 @@ def protect(
 
 def print_summary(summary, victim: str, output: Path) -> None:
     """The closing table: success rate beside the JPEG-alone share, steps, speed."""
-    table = Table(title=f"camo-engine protect: {victim}")
-    for column in ("photos", "failed", "protected", "JPEG alone", "wins", "median steps", "median PSNR", "images/s"):
-        table.add_column(column, justify="right")
-    table.add_row(
+    headers = ["photos", "failed", "protected", "JPEG alone", "wins", "median steps", "median PSNR", "images/s"]
+    row = [
         str(summary.processed),
         str(summary.failed),
         f"{summary.success_rate:.1%}",
@@ -183,6 +181,6 @@ def print_summary(summary, victim: str, output: Path) -> None:
         f"{summary.median_steps:g}",
         f"{summary.median_psnr:.1f} dB",
         f"{summary.images_per_second:.2f}",
-    )
-    stdout.print(table)
+    ]
+    stdout.print(fitted(stdout, f"camo-engine protect: {victim}", headers, [row]))
     stdout.print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}, {output / 'summary.json'}")
