@@ -111,8 +111,8 @@ def print_tables(result: dict[str, Any]) -> None:
     runs = result["settings"]["compare_runs"]
     title = f"--compare: same photos, victim and verdict (after JPEG, timed for every tool; median of {runs} runs)"
     stdout.print(table(title, result["compare"], COMPARE_COLUMNS))
-    stdout.print(f"objective: {VERDICT!r} = the verdict's (torchattacks and ART through a two-logit [margin, 0] view "
-                 f"of the victim); {PAPER_LOSS!r} = the published loop's own loss")
+    stdout.print(f"objective: {VERDICT!r} = the verdict's (torchattacks and ART see the victim as two logits, "
+                 f"its verdict margin and 0); {PAPER_LOSS!r} = the published loop's own loss", markup=False)
     theirs = [r for r in result["compare"] if r["tool"] != OURS]
     ours = {r["victim"]: r for r in result["compare"] if r["tool"] == OURS}
     title = "ours / theirs; ours: " + "; ".join(
@@ -177,7 +177,7 @@ def bench_command(
     )
     print_tables(result)
     for note in result["notes"]:
-        stdout.print(f"note: {note}")
+        stdout.print(f"note: {note}", markup=False)
     stem = name or f"bench_{'+'.join(victims)}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
     for path in write_results(result, out, stem):
         stdout.print(f"wrote {path}")
