@@ -21,6 +21,7 @@ from camo_engine.measure import flops
 from camo_engine.attack.verdict import jpeg_condition, judge
 from camo_engine.measure.flops import count_work, victim_work_per_row
 from camo_engine.victims import load_victim
+from onnx_cases import onnx_cache  # noqa: F401
 from typer.testing import CliRunner
 
 
@@ -164,3 +165,60 @@ def test_contenders_descend_the_verdicts_margin(photos):
     model.targets = targets[:1]
     with pytest.raises(ValueError, match="targets"):
         model(batch)
+
+
+class BatchSizes:
+    """A backend that records how many photos each gradient pass carried."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.sizes = inner, inner.name, []
+
+    def outputs(self, batch):
+        return self.inner.outputs(batch)
+
+    def step(self, batch, targets):
+        self.sizes.append(batch.shape[0])
+        return self.inner.step(batch, targets)
+
+
+@pytest.mark.parametrize(("budget", "widest"), [(50_000_000, 4), (2 * 48 * 64, 2), (48 * 64 - 1, 1)])
+def test_pixel_budget_bounds_the_batch(small_photos, budget, widest):
+    """Photos in flight stop at the pixel budget; a photo over it alone still runs."""
+    from onnx_cases import TinyClassifier
+
+    victim = TinyClassifier()
+    backend = BatchSizes(TorchBackend(victim))
+    images = [jpeg.to_float(fit(rgb, (48, 64))) for rgb in small_photos[:4]]
+    config = AttackConfig(steps=3, batch_size=8, pixel_budget=budget)
+    results = list(IFGSM(victim, backend, config).run(images))
+    assert sorted(r.index for r in results) == [0, 1, 2, 3]
+    assert max(backend.sizes) == widest
+    assert sum(backend.sizes) == sum(r.steps for r in results)
+
+
+@pytest.mark.slow
+def test_bench_grid_channels_last_bf16_and_onnxruntime(tmp_path, monkeypatch, onnx_cache):  # noqa: F811
+    """The grid's other settings run end to end: channels-last and bf16 on torch, and the
+    onnxruntime backend (on the tests' cached export); its unsupported options are notes."""
+    monkeypatch.setattr(flops, "PEAK_MATMUL_SIZE", 256)
+    (tmp_path / "xdg" / "camo-engine").mkdir(parents=True)
+    (tmp_path / "xdg" / "camo-engine" / "onnx").symlink_to(onnx_cache)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    app = typer.Typer()
+    app.command()(bench_command)
+    args = [
+        "--victim", "efficientnet-lite0", "--images", "2", "--size", "64", "--batch-size", "2", "--threads", "1",
+        "--steps", "1", "--warmup", "0", "--runs", "1", "--backend", "torch,onnxruntime", "--precision", "fp32,bf16",
+        "--channels-last", "off,on", "--out", str(tmp_path), "--name", "grid",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "grid.json").read_text(), parse_constant=pytest.fail)
+    ran = {(r["backend"], r["precision"], r["channels_last"]) for r in data["grid"]}
+    assert ran == {("torch", "fp32", False), ("torch", "fp32", True), ("torch", "bf16", False), ("torch", "bf16", True),
+                   ("onnxruntime", "fp32", False)}
+    for row in data["grid"]:
+        assert row["gradient_rows"] >= 1 and 0 <= row["success_rate"] <= 1 and row["images_per_s"] > 0
+    # The honest verdict is fp32 whatever the step's precision: the JPEG-alone share cannot move.
+    assert len({r["jpeg_alone_rate"] for r in data["grid"]}) == 1
+    assert sum("skipped" in note for note in data["notes"]) == 3  # onnxruntime: no bf16, no channels-last
