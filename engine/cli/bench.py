@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..benchmarks.harness import (
@@ -97,10 +96,10 @@ def _flags(text: str) -> list[bool]:
         raise typer.BadParameter(f"--channels-last: {text!r} must be a comma-separated list of on/off") from exc
 
 
-def table(title: str, rows: list[Row], columns: tuple[Column, ...], console: Console = stdout) -> Table:
+def table(title: str, rows: list[Row], columns: tuple[Column, ...]) -> Table:
     """``rows`` under ``columns``, as a grid or, on a narrow terminal, one record per row."""
     cells = [[cell(row) for _, cell in columns] for row in rows]
-    return fitted(console, title, [header for header, _ in columns], cells)
+    return fitted(stdout, title, [header for header, _ in columns], cells)
 
 
 def print_tables(result: dict[str, Any]) -> None:
