@@ -61,7 +61,7 @@ def graph_sources(victim: Victim) -> dict[str, Path]:
     }
     package = __name__.partition(".")[0]  # camo_engine
     for name in list(modules):
-        for value in vars(sys.modules[name]).values():
+        for value in vars(sys.modules.get(name, ModuleType(name))).values():
             used = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
             if isinstance(used, str) and used.partition(".")[0] == package:
                 modules.add(used)
