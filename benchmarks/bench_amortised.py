@@ -1,10 +1,12 @@
 """The amortised protector against plain I-FGSM: success after JPEG 90 and images/s, side by side.
 
-    python benchmarks/bench_amortised.py [--victims efficientnet-lite0,brisque] [--images 32]
+    python benchmarks/bench_amortised.py [--victims efficientnet-lite0,brisque] [--images 32] [--out DIR]
 
 Workload: the bench's default images (the sample photos, then deterministic crops of them, short
-side 384).  For each victim the protector is loaded from ``results/protectors/VICTIM.pt``, or
-trained with the settings below and saved there when missing (or with ``--retrain``).  With
+side 384).  For each victim the protector is loaded from ``results/protectors/VICTIM.pt`` (or
+``--protectors DIR``), or trained with the settings below and saved there when missing (or with
+``--retrain``).  Rows go to ``results/amortised-VICTIM.json`` (or ``--out DIR``), standard JSON:
+a value that was not measured is ``null``, named under ``non_finite``.  With
 ``--ablate-jpeg`` a second protector trained without the differentiable JPEG is measured too.
 
 Every setting runs through ``camo_engine.Protector``, the path of ``camo-engine protect``:
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import statistics
 import time
@@ -47,7 +48,7 @@ from camo_engine.benchmarks.harness import (
     bench_images,
     outcome_row,
 )
-from camo_engine.io import jpeg
+from camo_engine.io import jpeg, strict_json
 from camo_engine.io.load import load_image
 from camo_engine.protector import Protector
 from camo_engine.samples import sample_paths
@@ -127,10 +128,10 @@ def compare(name: str, args: argparse.Namespace, images: list[np.ndarray]) -> li
     victim = load_victim(name)
     backend = CountingBackend(TorchBackend(victim))
     config = TRAINING[name]
-    nets = {"protector": protector(name, victim, config, PROTECTORS / f"{name}.pt", args.retrain)}
+    nets = {"protector": protector(name, victim, config, args.protectors / f"{name}.pt", args.retrain)}
     if args.ablate_jpeg:
         plain = dataclasses.replace(config, jpeg_quality=None)
-        nets["protector, no diff JPEG"] = protector(name, victim, plain, PROTECTORS / f"{name}-nojpeg.pt", args.retrain)
+        nets["protector, no diff JPEG"] = protector(name, victim, plain, args.protectors / f"{name}-nojpeg.pt", args.retrain)
     settings = [(f"{label} + {n} steps", net, n) for label, net in nets.items() for n in FINISH_STEPS]
     settings += [(f"I-FGSM {n} steps", None, n) for n in PLAIN_STEPS]
     base = AttackConfig(batch_size=args.batch_size)
@@ -192,14 +193,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--ablate-jpeg", action="store_true", help="also a protector trained without the differentiable JPEG")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for amortised-VICTIM.json")
+    parser.add_argument("--protectors", type=Path, default=PROTECTORS, help="folder of the protectors (read, and written when trained)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = [rgb for _, rgb in bench_images(args.images)]
     rows = []
     for name in (n.strip() for n in args.victims.split(",")):
         rows += compare(name, args, images)
-        out = RESULTS / f"amortised-{name}.json"
-        out.write_text(json.dumps([r for r in rows if r["victim"] == name], indent=2))
+        args.out.mkdir(parents=True, exist_ok=True)
+        out = args.out / f"amortised-{name}.json"
+        out.write_text(strict_json.dumps({"victim": name, "rows": [r for r in rows if r["victim"] == name]}, indent=2) + "\n")
         print(f"rows: {out}")
     Console().print(table(rows))
 

@@ -1,13 +1,14 @@
 """Forward and forward+gradient time per batch, torch vs onnxruntime, side by side.
 
-    python benchmarks/bench_backends.py [--victims ...] [--batches 1 4 16] [--repeats 5]
+    python benchmarks/bench_backends.py [--victims ...] [--batches 1 4 16] [--repeats 5] [--out DIR]
 
 Victims: efficientnet-lite0 (real weights), resnet50-places365 (the architecture with seeded
 random weights: the timing does not depend on them), brisque.  Two threads for both runtimes.
 Each cell: warm-up runs, then ``repeats`` timed runs; the table shows the median and the
 spread (max - min) in milliseconds, and the 1-minute load average when the cell finished.
 Exports are cached (see ``OnnxRuntimeBackend.from_victim``).  Writes ``results/backends.csv``
-and ``results/backends.md``, a table with both backends side by side and their ratio.
+and ``results/backends.md`` (or into ``--out DIR``), a table with both backends side by side and
+their ratio.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from camo_engine.export.examples import (  # noqa: E402
 from camo_engine.victims.base import Victim  # noqa: E402
 
 THREADS = 2
-RESULTS = Path(__file__).parent / "results" / "backends.csv"
-TABLE = RESULTS.with_suffix(".md")
+RESULTS = Path(__file__).parent / "results"
+CSV_NAME, TABLE_NAME = "backends.csv", "backends.md"
 
 
 def load(name: str) -> Victim:
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"folder for {CSV_NAME} and {TABLE_NAME}")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
 
@@ -113,18 +115,18 @@ def main() -> None:
                     )
                     print(_line(rows[-1]), flush=True)
                     # Rewritten after every cell, so that an interrupted run keeps what it measured.
-                    write(rows)
-    print(f"\n{TABLE.read_text()}\nwrote {RESULTS} and {TABLE}")
+                    write(rows, args.out)
+    print(f"\n{(args.out / TABLE_NAME).read_text()}\nwrote {args.out / CSV_NAME} and {args.out / TABLE_NAME}")
 
 
-def write(rows: list[dict[str, object]]) -> None:
-    """The CSV of every cell and the side-by-side table."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "w", newline="") as f:
+def write(rows: list[dict[str, object]], out: Path) -> None:
+    """The CSV of every cell and the side-by-side table, in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / CSV_NAME, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    TABLE.write_text(side_by_side(rows))
+    (out / TABLE_NAME).write_text(side_by_side(rows))
 
 
 def side_by_side(rows: list[dict[str, object]]) -> str:

@@ -28,7 +28,7 @@ from camo_engine.io.load import load_image
 from camo_engine.samples import sample_paths
 from PIL import Image
 
-TWELVE_MP = (4000, 3000)  # (width, height)
+TWELVE_MP = 12.0  # megapixels of the large photo, 4000x3000 (4:3)
 
 
 def protect_command(inputs: Path, output: Path, victim: str, steps: int) -> list[str]:
@@ -36,11 +36,12 @@ def protect_command(inputs: Path, output: Path, victim: str, steps: int) -> list
             "--victim", victim, "--steps", str(steps)]
 
 
-def make_12mp(folder: Path) -> Path:
-    """The first sample photo upscaled to 12 MP (4000x3000), as a JPEG file."""
+def make_large(folder: Path, megapixels: float) -> Path:
+    """The first sample photo resized to ``megapixels`` at 4:3 (12: 4000x3000), as a JPEG file."""
     rgb = load_image(sample_paths()[0]).rgb
-    path = folder / "twelve-mp.jpg"
-    Image.fromarray(rgb).resize(TWELVE_MP, Image.Resampling.BICUBIC).save(path, quality=95)
+    height = round((megapixels * 1e6 * 3 / 4) ** 0.5)
+    path = folder / f"large-{megapixels:g}mp.jpg"
+    Image.fromarray(rgb).resize((round(height * 4 / 3), height), Image.Resampling.BICUBIC).save(path, quality=95)
     return path
 
 
@@ -65,12 +66,12 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def peak_12mp(folder: Path, victim: str, steps: int) -> float:
-    """Peak RSS (MiB) of the CLI protecting one 12-MP photo."""
-    photo = folder / "twelve-mp.jpg"
+def peak_large(folder: Path, victim: str, steps: int, megapixels: float) -> float:
+    """Peak RSS (MiB) of the CLI protecting one photo of ``megapixels``."""
+    photo = folder / f"large-{megapixels:g}mp.jpg"
     if not photo.exists():
-        make_12mp(folder)
-    child = subprocess.Popen(protect_command(photo, folder / f"out-12mp-{victim}", victim, steps),
+        make_large(folder, megapixels)
+    child = subprocess.Popen(protect_command(photo, folder / f"out-large-{victim}", victim, steps),
                              stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the largest child's
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -109,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--victims", default="efficientnet-lite0,brisque", help="for the 12-MP photo")
     parser.add_argument("--steps", type=int, default=10, help="steps for the 12-MP photo")
+    parser.add_argument("--megapixels", type=float, default=TWELVE_MP, help="size of the large photo")
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--stream-victim", default="efficientnet-lite0")
     parser.add_argument("--stream-steps", type=int, default=3)
@@ -118,8 +120,8 @@ def main() -> None:
         folder = Path(tmp)
         for victim in args.victims.split(","):
             start = time.perf_counter()
-            peak = peak_12mp(folder, victim, args.steps)
-            print(f"12 MP, {victim}, {args.steps} steps: peak RSS {peak:.0f} MiB "
+            peak = peak_large(folder, victim, args.steps, args.megapixels)
+            print(f"{args.megapixels:g} MP, {victim}, {args.steps} steps: peak RSS {peak:.0f} MiB "
                   f"({peak / 1024:.2f} GiB, target < 3 GiB), {time.perf_counter() - start:.0f} s", flush=True)
         if args.photos:
             print(f"stream of {args.photos} photos, {args.stream_victim}, {args.stream_steps} steps:", flush=True)

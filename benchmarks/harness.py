@@ -47,7 +47,7 @@ from ..measure.evaluate import write_csv
 from ..measure.fidelity import linf, psnr
 from ..measure.flops import matmul_peak_gflops, torch_threads, victim_work_per_row
 from ..samples import sample_paths
-from ..threat import Panel, resolve_panel
+from ..threat import Panel, builtin_panel, resolve_panel
 from ..victims import Victim, load_victim
 from . import reference_hcmus
 
@@ -221,6 +221,9 @@ def outcome_row(images: list[np.ndarray], walls: list[float], outcome: Outcome, 
         "success_rate": success,
         "alone_rate": sum(alone) / n,
         "protections_per_s": success * n / wall,
+        # The spread over the timed runs: the slowest and the fastest run.
+        "protections_per_s_min": success * n / max(walls),
+        "protections_per_s_max": success * n / min(walls),
         "gradient_rows": outcome.rows,
         "batch_steps": outcome.batch_steps,
         "mean_steps": statistics.fmean(outcome.steps) if outcome.steps else outcome.rows / n,
@@ -258,45 +261,102 @@ def _batches(images: list[np.ndarray], size: int) -> Iterator[Tensor]:
         yield torch.stack([jpeg.to_float(im) for im in images[start : start + size]])
 
 
-def torchattacks_tool(kind: str, victim: Victim, eps: float, alpha: float, steps: int, batch_size: int, seed: int) -> Tool:
+# What each tool optimises, as the compare table says it.  "verdict": what the verdict judges
+# (classifiers: leave the top-1 of the original and of its JPEG re-encode; regressors: pass the
+# threshold, by the L2 loss to the target score).  The published loop keeps its own loss, which
+# for classifiers is the clean top-1's logit alone.
+VERDICT = "verdict"
+PAPER_LOSS = "clean top-1 (paper)"
+
+
+class VerdictLogits(torch.nn.Module):
+    """A classifier victim seen by a cross-entropy attack tool as two logits ``[margin, 0]``.
+
+    ``margin`` is the victim's verdict margin (:meth:`Classifier.margin`) against ``targets``,
+    the verdict's own classes to push out (:func:`verdict_targets`): negative means protected.
+    With label 0 the cross-entropy is ``softplus(-margin)``, so its gradient's sign, the step of
+    BIM/PGD, is the sign of ``-d margin/dx``: the tools descend the margin the verdict judges.
+
+    Shape:
+        - input: (B, 3, H, W) same-size photos in [0, 1].
+        - output: (B, 2).
+    """
+
+    def __init__(self, victim: Victim) -> None:
+        super().__init__()
+        self.victim = victim
+        self.targets: Tensor | None = None  # (B, classes) 0/1 mask of the batch being attacked
+        # The victim's mode (eval): torchattacks restores the wrapper's mode after each call,
+        # and a wrapper left in training mode would switch batch norm to batch statistics.
+        self.train(victim.training)
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.targets is None or len(self.targets) != len(images):
+            raise ValueError("set VerdictLogits.targets to the mask of the batch being attacked")
+        margin = self.victim.margin(self.victim(images), self.targets)
+        return torch.stack([margin, torch.zeros_like(margin)], 1)
+
+
+def verdict_targets(victim: Victim, backend: GradientBackend, images: list[np.ndarray], quality: int) -> Tensor:
+    """The verdict's targets for each photo under the victim's own reading after the JPEG
+    re-encode (:meth:`PanelJudge.baseline`): what the victim says of the original and of its
+    re-encode, as the attack loop starts from."""
+    judge = PanelJudge(victim, backend, builtin_panel("low", victim.deployment_readings, quality), f"jpeg:{quality}")
+    return torch.stack([base.targets[0] for base in judge.baseline(images, images)])
+
+
+def torchattacks_tool(
+    kind: str, victim: Victim, eps: float, alpha: float, steps: int, batch_size: int, seed: int, quality: int
+) -> Tool:
     """torchattacks ``BIM`` or ``PGD`` on the victim (preprocess + network on a same-size batch),
-    labelled with the clean top-1."""
+    descending the verdict's margin (:class:`VerdictLogits`, label 0)."""
     import torchattacks
 
-    attack = getattr(torchattacks, kind)(victim, eps=eps, alpha=alpha, steps=steps)
+    model = VerdictLogits(victim)
+    attack = getattr(torchattacks, kind)(model, eps=eps, alpha=alpha, steps=steps)
+    backend = make_backend("torch", victim)
 
     def run(images: list[np.ndarray]) -> Outcome:
         torch.manual_seed(seed)  # PGD's random start
+        targets = verdict_targets(victim, backend, images, quality)
         adversarial = []
-        for batch in _batches(images, batch_size):
-            with torch.no_grad():
-                labels = victim(batch).argmax(1)
+        for start, batch in zip(range(0, len(images), batch_size), _batches(images, batch_size)):
+            model.targets = targets[start : start + len(batch)]
+            labels = torch.zeros(len(batch), dtype=torch.long)
             adversarial += [jpeg.to_uint8(x) for x in attack(batch, labels)]
         return Outcome(adversarial, len(images) * steps, math.ceil(len(images) / batch_size) * steps)
 
     return run
 
 
-def art_tool(victim: Victim, eps: float, alpha: float, steps: int, batch_size: int) -> Tool:
-    """IBM ART's BasicIterativeMethod on a PyTorchClassifier around the victim."""
+def art_tool(victim: Victim, eps: float, alpha: float, steps: int, batch_size: int, quality: int) -> Tool:
+    """IBM ART's BasicIterativeMethod on a PyTorchClassifier around :class:`VerdictLogits`,
+    one batch per ``generate`` call (so that the batch's targets are the model's)."""
     from art.attacks.evasion import BasicIterativeMethod
     from art.estimators.classification import PyTorchClassifier
+
+    model = VerdictLogits(victim)
+    backend = make_backend("torch", victim)
 
     def run(images: list[np.ndarray]) -> Outcome:
         x = np.stack([jpeg.to_float(im).numpy() for im in images])
         classifier = PyTorchClassifier(
-            model=victim,
+            model=model,
             loss=torch.nn.CrossEntropyLoss(),
             input_shape=x.shape[1:],
-            nb_classes=victim.num_classes,
+            nb_classes=2,
             clip_values=(0.0, 1.0),
             device_type="cpu",
         )
-        labels = classifier.predict(x, batch_size=batch_size).argmax(1)
         attack = BasicIterativeMethod(
             classifier, eps=eps, eps_step=alpha, max_iter=steps, batch_size=batch_size, verbose=False
         )
-        adversarial = attack.generate(x=x, y=labels)
+        targets = verdict_targets(victim, backend, images, quality)
+        adversarial = []
+        for start in range(0, len(images), batch_size):
+            batch = x[start : start + batch_size]
+            model.targets = targets[start : start + len(batch)]
+            adversarial += list(attack.generate(x=batch, y=np.zeros(len(batch), dtype=np.int64)))
         return Outcome(
             [jpeg.to_uint8(torch.from_numpy(a)) for a in adversarial],
             len(images) * steps,
@@ -330,6 +390,7 @@ class Contender:
     steps: int
     batch_size: int
     build: Callable[[], Tool]
+    objective: str = VERDICT
 
 
 def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tuple[list[Contender], list[str]]:
@@ -350,16 +411,18 @@ def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tu
                 # torchattacks' own defaults for both: eps 8/255, alpha 2/255, 10 steps.
                 for setting, (eps, alpha, steps) in (("defaults", (8 / 255, 2 / 255, 10)), ("ours", ours_budget)):
                     out.append(Contender(f"torchattacks {kind}", setting, eps, alpha, steps, bs,
-                                         functools.partial(torchattacks_tool, kind, victim, eps, alpha, steps, bs, config.seed)))
+                                         functools.partial(torchattacks_tool, kind, victim, eps, alpha, steps, bs,
+                                                           config.seed, config.jpeg_quality)))
         elif name == "reference":
             paper = (reference_hcmus.PAPER_EPS, reference_hcmus.PAPER_ALPHA, reference_hcmus.PAPER_STEPS)
             for setting, (eps, alpha, steps) in (("paper", paper), ("ours", ours_budget)):
                 out.append(Contender("HCMUS 2020 (reference)", setting, eps, alpha, steps, 1,
-                                     functools.partial(reference_tool, victim, eps, alpha, steps)))
+                                     functools.partial(reference_tool, victim, eps, alpha, steps),
+                                     PAPER_LOSS if classifier else VERDICT))
         else:
             # ART's defaults (eps 0.3, eps_step 0.1, 100 steps) are far outside a camouflage budget.
             out.append(Contender("ART BasicIterativeMethod", "ours", *ours_budget, bs,
-                                 functools.partial(art_tool, victim, *ours_budget, bs)))
+                                 functools.partial(art_tool, victim, *ours_budget, bs, config.jpeg_quality)))
     return out, notes
 
 
@@ -447,7 +510,7 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
             if entry is ours_entry:
                 notes += _check_own_verdicts(PanelJudge(victim, judge_backend, panel, config.written), fitted, outcome)
             row = {
-                "victim": victim.name, "tool": entry.tool, "setting": entry.setting,
+                "victim": victim.name, "tool": entry.tool, "setting": entry.setting, "objective": entry.objective,
                 "eps": entry.eps, "alpha": entry.alpha, "steps": entry.steps, "batch_size": entry.batch_size,
                 "precision": point.precision if entry is ours_entry else "fp32", "threads": point.threads,
             }

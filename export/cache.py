@@ -1,19 +1,25 @@
 """Export once, reuse after: a cache of exported victim directories keyed by what they bake in.
 
 The key covers the victim's name and objective (its loss is part of the gradient graph), its
-weights, the export options and the tool versions, so a changed input never reuses a stale
-export.
+weights, the export options, the versions of the tools that trace and run the graphs, and the
+source code that defines the graphs: the victim's own modules (and the camo-engine modules they
+use), the module classes of its network, and the exporter.  camo-engine's version string is not
+in it: it does not change when that code does, so a changed exporter, gradient rule or victim
+never reuses a stale export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -27,14 +33,61 @@ def default_cache_dir() -> Path:
     return Path(root) / "camo-engine" / "onnx"
 
 
+# Packages whose code is covered by their version in the key (tool_versions), or by Python's.
+_VERSIONED = {"torch", "builtins", "abc", "typing", "collections", "functools", "enum"}
+_EXPORTER = Path(__file__).parent
+
+
+def _module_file(module: ModuleType | None) -> Path | None:
+    try:
+        name = inspect.getsourcefile(module) if module is not None else None
+    except TypeError:  # a built-in or C-extension module: no source to hash
+        return None
+    return Path(name) if name else None
+
+
+def graph_sources(victim: Victim) -> dict[str, Path]:
+    """The source files that define ``victim``'s exported graphs, by module name.
+
+    That is every module defining a class of the victim or of a module in its network (torch's
+    own are covered by torch's version), every camo-engine module those modules use directly
+    (objectives, geometry, checkpoint loading), and every module of the exporter.
+    """
+    modules = {
+        cls.__module__
+        for module in victim.modules()
+        for cls in type(module).__mro__
+        if cls.__module__.partition(".")[0] not in _VERSIONED
+    }
+    package = __name__.partition(".")[0]  # camo_engine
+    for name in list(modules):
+        for value in vars(sys.modules.get(name, ModuleType(name))).values():
+            used = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            if isinstance(used, str) and used.partition(".")[0] == package:
+                modules.add(used)
+    files = {name: _module_file(sys.modules.get(name)) for name in sorted(modules)}
+    files |= {f"{__package__}.{path.stem}": path for path in sorted(_EXPORTER.glob("*.py"))}
+    return {name: path for name, path in sorted(files.items()) if path is not None}
+
+
+def sources_digest(victim: Victim) -> str:
+    """sha256 over the module names and contents of :func:`graph_sources` (read each call, so
+    an edit is seen without a restart)."""
+    digest = hashlib.sha256()
+    for name, path in graph_sources(victim).items():
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def victim_key(victim: Victim, options: dict[str, Any]) -> str:
     """A short digest of everything an export of ``victim`` depends on."""
     digest = hashlib.sha256()
     description = {
         "victim": victim_fields(victim),
-        "source": getattr(victim, "source_sha256", None),
+        "source": getattr(victim, "source_sha256", None),  # an ONNX-file victim's file
+        "code": sources_digest(victim),
         "options": options,
-        "versions": tool_versions(),
+        "versions": {k: v for k, v in tool_versions().items() if k != "camo-engine"},
     }
     digest.update(json.dumps(description, sort_keys=True, default=str).encode())
     for name, tensor in sorted(victim.state_dict().items()):

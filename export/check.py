@@ -29,8 +29,6 @@ FP32_ERROR_FACTOR = 3.0
 Triple = tuple[Tensor, Tensor, Tensor]  # outputs, per-image loss, input gradient
 
 
-class ExportCheckError(AssertionError):
-    """An exported graph disagrees with torch autograd."""
 
 
 def relative_error(actual: Tensor, reference: Tensor) -> float:
@@ -64,15 +62,32 @@ class CheckResult:
         return max(MAX_REL_ERR, FP32_ERROR_FACTOR * self.torch_grad_rel_err)
 
     @property
+    def failed(self) -> tuple[str, ...]:
+        """The names of the measures past their limits (empty when the graphs agree)."""
+        over = {
+            "outputs_rel_err": self.outputs_rel_err > MAX_REL_ERR,
+            "loss_rel_err": self.loss_rel_err > MAX_REL_ERR,
+            "grad_rel_err": self.grad_rel_err > self.grad_limit,
+            "grad_sign_agreement": self.grad_sign_agreement < MIN_SIGN_AGREEMENT,
+        }
+        return tuple(name for name, bad in over.items() if bad)
+
+    @property
     def ok(self) -> bool:
-        return (
-            max(self.outputs_rel_err, self.loss_rel_err) <= MAX_REL_ERR
-            and self.grad_rel_err <= self.grad_limit
-            and self.grad_sign_agreement >= MIN_SIGN_AGREEMENT
-        )
+        return not self.failed
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+class ExportCheckError(AssertionError):
+    """An exported graph disagrees with torch autograd: ``result`` and ``forward_rel_err`` say
+    which measures failed."""
+
+    def __init__(self, message: str, result: CheckResult, forward_rel_err: float) -> None:
+        super().__init__(message)
+        self.result = result
+        self.forward_rel_err = forward_rel_err
 
 
 def torch_reference(victim: Victim, batch: Tensor, targets: Tensor) -> Triple:
@@ -130,6 +145,8 @@ def check_graphs(
             f"{victim.name}: exported graphs disagree with torch autograd on a batch of "
             f"{batch.shape[0]} at {tuple(batch.shape[-2:])}: {result.as_dict()}, forward rel err "
             f"{forward_err:.3g} (limits: rel err {MAX_REL_ERR}, grad {result.grad_limit:.3g}, sign "
-            f"agreement {MIN_SIGN_AGREEMENT})"
+            f"agreement {MIN_SIGN_AGREEMENT})",
+            result,
+            forward_err,
         )
     return result

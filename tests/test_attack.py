@@ -175,12 +175,12 @@ def test_jpeg_alone_is_measured_against_the_clean_verdict(lite0, photos):
     clean = lite0(jpeg.to_float(photos["chelsea"])[None])
     assert lite0.describe(clean) != lite0.describe(r.before.outputs)
     assert r.states["alone"] and not r.states["already"] and not r.states["win"]
-    # Success must leave both labels, the clean one and the re-encoded one.
-    if r.protected:
-        assert lite0.describe(r.after.outputs)[0] not in {
-            lite0.describe(clean)[0],
-            lite0.describe(r.before.outputs)[0],
-        }
+    # Protected, and success left both labels, the clean one and the re-encoded one.
+    assert r.protected
+    assert lite0.describe(r.after.outputs)[0] not in {
+        lite0.describe(clean)[0],
+        lite0.describe(r.before.outputs)[0],
+    }
 
 
 def test_step_schedule_falls_from_alpha_start_to_alpha():

@@ -15,6 +15,7 @@ import pytest
 import typer
 from awkward_files import OWNER, SERIAL, build_corpus
 from camo_engine.cli import app
+from camo_engine.io import report
 from camo_engine.io.report import read_rows
 from PIL import Image
 from typer.testing import CliRunner
@@ -95,6 +96,8 @@ def test_tiny_and_twelve_megapixel_photos_are_protected(batch):
     rows = {Path(r["input"]).name: r for r in read_rows(out)}
     for kind in ("photo_1x1", "photo_12mp"):
         row = rows[expected[kind].path.name]
+        # Protected by the attack (within FAST's 2 steps), not by the re-encode alone.
+        assert row["protected"] and row["win"] and 1 <= row["steps"] <= 2, (kind, row)
         with Image.open(row["output"]) as im:
             assert im.size[::-1] == expected[kind].shape
 
@@ -122,6 +125,32 @@ def test_resume_skips_completed_inputs(tmp_path, photos):
     rows = read_rows(out)
     assert len(rows) == 4  # three from the first run, one new
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_resume_into_a_report_with_other_columns_is_refused(tmp_path, photos):
+    """A report.csv from a version with other columns: refused, naming the file, left as it was."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    make_photos(src, photos, 1)
+    older = [c for c in report.COLUMNS if c != report.COLUMNS[-1]]  # one column fewer than today's
+    (out / "report.csv").write_text(",".join(older) + "\n" + ",".join("x" for _ in older) + "\n")
+    before = (out / "report.csv").read_bytes()
+    result = CliRunner().invoke(app, ["protect", str(src), "-o", str(out), "--resume", *FAST])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())  # rich wraps long lines
+    assert f"{out / 'report.csv'}: its columns are not this version's" in message
+    assert f"missing: {report.COLUMNS[-1]}" in message
+    assert (out / "report.csv").read_bytes() == before and not list(out.glob("*.jpg"))
+
+
+def test_report_writer_appends_under_todays_header(tmp_path):
+    with report.ReportWriter(tmp_path) as writer:
+        writer.write({"input": "a", "status": "ok"})
+    with report.ReportWriter(tmp_path) as writer:  # same columns: appended
+        writer.write({"input": "b", "status": "ok"})
+    lines = (tmp_path / "report.csv").read_text().splitlines()
+    assert lines[0] == ",".join(report.COLUMNS) and len(lines) == 3
 
 
 def test_output_inside_input_is_refused(tmp_path, photos):

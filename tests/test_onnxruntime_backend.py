@@ -11,6 +11,7 @@ import torch
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import BACKENDS, TorchBackend, make_backend
 from camo_engine.backends.base import Step
+from camo_engine.backends import onnxruntime_backend
 from camo_engine.backends.onnxruntime_backend import (
     OnnxRuntimeBackend,
     ProviderError,
@@ -22,6 +23,7 @@ from camo_engine.export.check import (
     exact_reference,
     relative_error,
 )
+from camo_engine.export.manifest import Manifest
 from camo_engine.export.examples import (
     example_batch,
     example_targets,
@@ -52,6 +54,34 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_warning() -> None:
     with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider"):
         chosen = select_providers(["TensorrtExecutionProvider", "CUDAExecutionProvider"], fallback=True)
     assert chosen == ["CPUExecutionProvider"]
+
+
+class CpuOnlySession:
+    """An InferenceSession whose listed GPU provider failed to start: it runs on the CPU alone."""
+
+    def __init__(self, path, sess_options=None, providers=()):
+        self.asked = list(providers)
+
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_listed_provider_that_does_not_start(fallback, tmp_path, monkeypatch) -> None:
+    """CUDA is in the build but its session comes up on the CPU: an error, or a warning with fallback."""
+    monkeypatch.setattr(onnxruntime_backend.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime_backend.ort, "InferenceSession", CpuOnlySession)
+    Manifest({"name": "tiny", "kind": "classifier"}, {}, [], 18, 10, True, {}, {}).write(tmp_path)
+    backend = OnnxRuntimeBackend(tmp_path, providers=["CUDAExecutionProvider"], fallback=fallback)
+    assert backend.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if not fallback:
+        with pytest.raises(ProviderError, match=r"gradient\.onnx: execution provider\(s\) CUDAExecutionProvider did not start"):
+            backend._session("gradient.onnx")
+        assert backend._sessions == {}
+        return
+    with pytest.warns(RuntimeWarning, match="CUDAExecutionProvider did not start; the session runs on CPUExecutionProvider"):
+        session = backend._session("gradient.onnx")
+    assert session.asked == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _agree(victim, backend, batch: torch.Tensor) -> None:
@@ -143,6 +173,37 @@ def test_onnx_file_victim_runs_on_onnxruntime(tmp_path) -> None:
     _agree(tiny, backend, batch)
     manifest = json.loads((backend.directory / "manifest.json").read_text())
     assert manifest["input"]["from_rgb"]["std"] == pytest.approx([0.5])
+
+
+@pytest.mark.slow
+def test_protect_picks_onnxruntime_for_an_onnx_file(tmp_path, small_photos, monkeypatch) -> None:
+    """`--victim onnx:PATH` runs on onnxruntime with a one-line notice; an explicit
+    `--backend torch` is refused with the reason."""
+    from camo_engine.cli import app
+    from camo_engine.io.report import read_rows
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    path = _tiny_onnx_file(tmp_path)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(small_photos[0]).save(tmp_path / "in" / "photo.png")
+    args = ["protect", str(tmp_path / "in"), "-v", f"onnx:{path}", "--steps", "2", "--onnx-cache", str(tmp_path / "cache")]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "runs on --backend onnxruntime (picked for an ONNX file)" in result.output
+    [row] = read_rows(tmp_path / "out")
+    assert row["status"] == "ok" and Path(row["output"]).is_file()
+
+    refused = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out2"), "--backend", "torch"])
+    assert refused.exit_code == 2
+    assert "torch autograd cannot run" in refused.output and not (tmp_path / "out2").exists()
+
+    # evaluate has no --backend: it runs such a victim on onnxruntime too (default export cache).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    evaluated = CliRunner().invoke(app, ["evaluate", str(tmp_path / "in"), str(tmp_path / "out"), "-v", f"onnx:{path}", "--jpeg", "90", "--resize", ""])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "victim onnx" not in evaluated.output  # no "victim ... skipped" line
+    assert list((tmp_path / "xdg" / "camo-engine" / "onnx").iterdir())
 
 
 def _tiny_onnx_file(tmp_path):

@@ -30,7 +30,7 @@ _LEVELS = {
 
 
 class ProviderError(RuntimeError):
-    """A requested execution provider is not in this onnxruntime build."""
+    """A requested execution provider is not in this onnxruntime build, or did not start."""
 
 
 def select_providers(requested: list[str], fallback: bool = False) -> list[str]:
@@ -55,6 +55,23 @@ def select_providers(requested: list[str], fallback: bool = False) -> list[str]:
         )
     chosen = [p for p in requested if p in available]
     return chosen if CPU in chosen else [*chosen, CPU]
+
+
+def check_session_providers(session: ort.InferenceSession, requested: list[str], fallback: bool, file: str) -> None:
+    """Apply :func:`select_providers`' rule to what ``session`` really runs on.
+
+    A provider can be in the build and still fail to start (no GPU, a missing CUDA or TensorRT
+    library): onnxruntime then falls back to the CPU and only logs it.  Here that is an error
+    naming the provider and ``file``, or with ``fallback`` a warning.
+    """
+    active = session.get_providers()
+    idle = [p for p in requested if p not in active]
+    if not idle:
+        return
+    message = f"{file}: execution provider(s) {', '.join(idle)} did not start; the session runs on {', '.join(active)}"
+    if not fallback:
+        raise ProviderError(message + " (pass fallback=True to run on CPU)")
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def session_options(
@@ -108,6 +125,7 @@ class OnnxRuntimeBackend:
         self.directory = Path(directory)
         self.manifest = Manifest.read(self.directory)
         self.providers = select_providers(providers or [CPU], fallback)
+        self.fallback = fallback
         self.options = session_options(intra_op_threads, inter_op_threads, optimization, spinning)
         self._sessions: dict[str, ort.InferenceSession] = {}
 
@@ -122,9 +140,9 @@ class OnnxRuntimeBackend:
 
     def _session(self, file: str) -> ort.InferenceSession:
         if file not in self._sessions:
-            self._sessions[file] = ort.InferenceSession(
-                str(self.directory / file), sess_options=self.options, providers=self.providers
-            )
+            session = ort.InferenceSession(str(self.directory / file), sess_options=self.options, providers=self.providers)
+            check_session_providers(session, self.providers, self.fallback, str(self.directory / file))
+            self._sessions[file] = session
         return self._sessions[file]
 
     def _run(self, file: str, inputs: dict[str, Tensor], outputs: dict[str, Tensor]) -> None:

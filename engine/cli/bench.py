@@ -20,7 +20,9 @@ from ..benchmarks.harness import (
     DEFAULT_IMAGES,
     DEFAULT_SIZE,
     OURS,
+    PAPER_LOSS,
     TOOLS,
+    VERDICT,
     GridPoint,
     Timing,
     bench_images,
@@ -43,6 +45,7 @@ from .options import (
     attack_config,
     parse_list,
 )
+from .tables import fitted
 
 Row = dict[str, Any]
 Column = tuple[str, Callable[[Row], str]]
@@ -71,9 +74,12 @@ GRID_COLUMNS: tuple[Column, ...] = (
 )
 COMPARE_COLUMNS: tuple[Column, ...] = (
     VICTIM, TOOL,
+    ("objective", _cell("objective", "{}")),
     ("eps, alpha (/255), steps", lambda r: f"{r['eps'] * 255:.3g}, {r['alpha'] * 255:.3g}, {r['steps']}"),
     ("batch", _cell("batch_size", "{}")),
-    SUCCESS, PROTECTIONS, IMAGES,
+    SUCCESS,
+    ("protections/s (min-max)", lambda r: f"{r['protections_per_s']:.3f} ({r['protections_per_s_min']:.3f}-{r['protections_per_s_max']:.3f})"),
+    IMAGES,
     ("PSNR | L-inf", lambda r: f"{r['psnr_median']:.1f} dB | {r['linf_max']}"),
 )
 RATIO_COLUMNS: tuple[Column, ...] = (
@@ -93,12 +99,9 @@ def _flags(text: str) -> list[bool]:
 
 
 def table(title: str, rows: list[Row], columns: tuple[Column, ...]) -> Table:
-    out = Table(title=title)
-    for header, _ in columns:
-        out.add_column(header, justify="right")
-    for row in rows:
-        out.add_row(*(cell(row) for _, cell in columns))
-    return out
+    """``rows`` under ``columns``, as a grid or, on a narrow terminal, one record per row."""
+    cells = [[cell(row) for _, cell in columns] for row in rows]
+    return fitted(stdout, title, [header for header, _ in columns], cells)
 
 
 def print_tables(result: dict[str, Any]) -> None:
@@ -106,7 +109,11 @@ def print_tables(result: dict[str, Any]) -> None:
     stdout.print(table("camo-engine bench", result["grid"], GRID_COLUMNS))
     if not result["compare"]:
         return
-    stdout.print(table("--compare: same photos, victim and verdict (after JPEG, timed for every tool)", result["compare"], COMPARE_COLUMNS))
+    runs = result["settings"]["compare_runs"]
+    title = f"--compare: same photos, victim and verdict (after JPEG, timed for every tool; median of {runs} runs)"
+    stdout.print(table(title, result["compare"], COMPARE_COLUMNS))
+    stdout.print(f"objective: {VERDICT!r} = the verdict's (torchattacks and ART see the victim as two logits, "
+                 f"its verdict margin and 0); {PAPER_LOSS!r} = the published loop's own loss", markup=False)
     theirs = [r for r in result["compare"] if r["tool"] != OURS]
     ours = {r["victim"]: r for r in result["compare"] if r["tool"] == OURS}
     title = "ours / theirs; ours: " + "; ".join(
@@ -136,7 +143,7 @@ def bench_command(
     runs: Annotated[int, typer.Option(help="Timed runs over the whole workload.")] = 3,
     compare: Annotated[bool, typer.Option("--compare", help="Also run the tools a user would pick instead, on the same photos.")] = False,
     tools: Annotated[str, typer.Option(help=f"Tools for --compare, comma-separated: {', '.join(TOOLS)}.")] = ",".join(TOOLS),
-    compare_runs: Annotated[int, typer.Option(help="Timed runs per tool in --compare (they take long).")] = 1,
+    compare_runs: Annotated[int, typer.Option(help="Timed runs per tool in --compare: the median is reported, with the spread.")] = 3,
     out: Annotated[Path, typer.Option("--out", help="Folder for the CSV and JSON results.")] = Path("benchmarks/results"),
     name: Annotated[str, typer.Option(help="File stem of the results (default: bench_VICTIMS_DATE).")] = "",
 ) -> None:
@@ -173,7 +180,7 @@ def bench_command(
     )
     print_tables(result)
     for note in result["notes"]:
-        stdout.print(f"note: {note}")
+        stdout.print(f"note: {note}", markup=False)
     stem = name or f"bench_{'+'.join(victims)}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
     for path in write_results(result, out, stem):
         stdout.print(f"wrote {path}")

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from .console import stdout
+from .tables import fitted
 
 
 def victims() -> None:
     """List the victims, what each needs and where its weights come from."""
     from ..victims import REGISTRY
 
-    table = Table(title="victims")
-    for column in ("name", "task", "needs", "weights"):
-        table.add_column(column)
-    for entry in REGISTRY.values():
-        info = entry.info
-        table.add_row(info.name, info.task, info.needs, info.weights)
-    stdout.print(table)
+    rows = [[e.info.name, e.info.task, e.info.needs, e.info.weights] for e in REGISTRY.values()]
+    stdout.print(fitted(stdout, "victims", ["name", "task", "needs", "weights"], rows, "left"))
 
 
 def enhancers() -> None:
     """List the enhancers, whether each is differentiable (usable with --through)."""
     from ..enhance import REGISTRY
 
-    table = Table(title="enhancers")
-    for column in ("name", "differentiable", "what it does"):
-        table.add_column(column)
-    for info in REGISTRY.values():
-        table.add_row(info.name, "yes" if info.differentiable else "no", info.description)
-    stdout.print(table)
+    rows = [[i.name, "yes" if i.differentiable else "no", i.description] for i in REGISTRY.values()]
+    stdout.print(fitted(stdout, "enhancers", ["name", "differentiable", "what it does"], rows, "left"))

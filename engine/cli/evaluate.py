@@ -17,6 +17,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.console import Console
 from rich.table import Table
 
 from ..measure.evaluate import (
@@ -31,6 +32,7 @@ from ..victims import REGISTRY, Victim, load_victim
 from .console import stderr as console
 from .console import stdout
 from .options import WeightsOpt, parse_list
+from .tables import fitted
 
 
 def load_victims(names: list[str], weights: Path | None) -> tuple[dict[str, Victim], list[str]]:
@@ -64,18 +66,17 @@ def summary_table(evaluation: Evaluation) -> Table:
     return table
 
 
-def quality_table(evaluation: Evaluation) -> Table:
+def quality_table(evaluation: Evaluation, console: Console) -> Table:
     """Fidelity (PSNR, SSIM, L-inf) and the appeal measures before and after."""
-    table = Table(title="fidelity and appeal")
-    for column in ("measure", "original", "protected", "change"):
-        table.add_column(column, justify="right")
     fid = evaluation.fidelity_summary()
-    table.add_row("PSNR (median)", "", f"{fid['psnr_median']:.2f} dB", "")
-    table.add_row("SSIM (median)", "", f"{fid['ssim_median']:.4f}", "")
-    table.add_row("L-inf (max / mean)", "", f"{fid['linf_max']:g} / {fid['linf_mean']:.1f}", "")
+    rows = [
+        ["PSNR (median)", "", f"{fid['psnr_median']:.2f} dB", ""],
+        ["SSIM (median)", "", f"{fid['ssim_median']:.4f}", ""],
+        ["L-inf (max / mean)", "", f"{fid['linf_max']:g} / {fid['linf_mean']:.1f}", ""],
+    ]
     for name, values in evaluation.appeal_summary().items():
-        table.add_row(name, *(f"{values[k]:.3f}" for k in ("original_mean", "protected_mean", "change_mean")))
-    return table
+        rows.append([name, *(f"{values[k]:.3f}" for k in ("original_mean", "protected_mean", "change_mean"))])
+    return fitted(console, "fidelity and appeal", ["measure", "original", "protected", "change"], rows)
 
 
 def evaluate_command(
@@ -127,8 +128,8 @@ def evaluate_command(
         console.print(f"[yellow]camo-engine: {line}")
     for key in result.pairing.only_original + result.pairing.only_protected + result.pairing.ambiguous:
         console.print(f"[yellow]camo-engine: not paired: {key}")
-    stdout.print(summary_table(result))
-    stdout.print(quality_table(result))
+    stdout.print(summary_table(result, stdout))
+    stdout.print(quality_table(result, stdout))
     written = write_outputs(result, out) if out else []
     if plots:
         try:

@@ -80,6 +80,22 @@ EnhanceOpt = Annotated[Optional[str], typer.Option(help="Enhancers to apply, cha
 ThroughOpt = Annotated[bool, typer.Option("--through", help="Attack through the (differentiable) enhancer instead of enhancing first.")]
 
 
+def backend_for(victim: str, backend: str, given: bool) -> str:
+    """The backend to run ``victim`` on: an ONNX-file victim (``onnx:PATH``) needs onnxruntime,
+    which is picked, with a one-line notice, unless the user asked for ``--backend torch``."""
+    if not victim.startswith("onnx:") or backend != "torch":
+        return backend
+    if given:
+        raise typer.BadParameter(
+            f"--victim {victim} is an ONNX file, which torch autograd cannot run: use --backend "
+            "onnxruntime (the default for ONNX files) or drop --backend"
+        )
+    from .console import stderr
+
+    stderr.print(f"camo-engine: --victim {victim} runs on --backend onnxruntime (picked for an ONNX file)")
+    return "onnxruntime"
+
+
 def backend_options(backend: str, precision: str, providers: str | None, fallback: bool, cache: Path | None) -> dict:
     """Options for :func:`camo_engine.backends.make_backend` from the shared CLI options."""
     if backend == "onnxruntime":

@@ -14,7 +14,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from .console import stderr as console
 from .console import stdout
@@ -46,6 +45,7 @@ from .options import (
     ViewsPerStepOpt,
     WeightsOpt,
     attack_config,
+    backend_for,
     backend_options,
     victim_options,
 )
@@ -110,6 +110,7 @@ def protect(
         raise typer.BadParameter("--finish-steps needs --protector")
     if protector_file is not None and ctx.get_parameter_source("steps").name != "DEFAULT":
         raise typer.BadParameter("with --protector the I-FGSM budget is --finish-steps, not --steps")
+    backend = backend_for(victim, backend, given=ctx.get_parameter_source("backend").name != "DEFAULT")
     if max_pixels:
         # Pillow has its own bomb guard (~179 MP); ours is the one that applies.
         Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)

@@ -48,6 +48,21 @@ CSV_NAME = "report.csv"
 SUMMARY_NAME = "summary.json"
 
 
+def check_csv_header(path: Path) -> None:
+    """Refuse to append to a ``report.csv`` whose header is not today's :data:`COLUMNS`: its
+    rows would land under the wrong headings (a folder written by an older version)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) != COLUMNS:
+        added = [c for c in COLUMNS if c not in header]
+        dropped = [c for c in header if c not in COLUMNS]
+        raise ValueError(
+            f"{path}: its columns are not this version's (missing: {', '.join(added) or 'none'}; "
+            f"unknown: {', '.join(dropped) or 'none'}; or in another order): appending would misalign "
+            "the rows. Write to a new output folder, or move report.csv and report.jsonl away"
+        )
+
+
 class ReportWriter:
     """Appends rows to ``report.jsonl`` and ``report.csv`` in ``folder``."""
 
@@ -55,6 +70,8 @@ class ReportWriter:
         folder.mkdir(parents=True, exist_ok=True)
         csv_path = folder / CSV_NAME
         new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
+        if not new_csv:
+            check_csv_header(csv_path)
         self._jsonl: TextIO = open(folder / JSONL_NAME, "a", encoding="utf-8")
         self._csv_file: TextIO = open(csv_path, "a", encoding="utf-8", newline="")
         self._csv = csv.DictWriter(self._csv_file, fieldnames=COLUMNS, extrasaction="ignore")

