@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from PIL import Image
+from rich.table import Table
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
