@@ -128,7 +128,7 @@ def evaluate_command(
         console.print(f"[yellow]camo-engine: {line}")
     for key in result.pairing.only_original + result.pairing.only_protected + result.pairing.ambiguous:
         console.print(f"[yellow]camo-engine: not paired: {key}")
-    stdout.print(summary_table(result, stdout))
+    stdout.print(summary_table(result))
     stdout.print(quality_table(result, stdout))
     written = write_outputs(result, out) if out else []
     if plots:
