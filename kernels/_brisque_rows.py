@@ -83,50 +83,30 @@ def _mscn_row(g_row, t, h, hmean, hsecond, zero, taps, c, eps2, m, inv_d, mu, kv
         kv[j] = var / (2.0 * dev * root)
 
 
+@njit(fastmath=_REDUCE, error_model="numpy", inline="always", cache=True)
+def _add(x, n, left, square, absolute):  # pragma: no cover - numba
+    """The four moment sums with one more value ``x``; branch-free (``min(x, 0)^2`` is x^2 for
+    negative x), so that the row loop vectorises."""
+    y = min(x, 0.0)
+    return n + np.float64(x < 0), left + y * y, square + x * x, absolute + abs(x)
+
+
 @njit(nogil=True, fastmath=_REDUCE, error_model="numpy", cache=True)
 def _row_sums(a, b, out):  # pragma: no cover - numba
     """Moment sums of MSCN row ``a`` and of its products with itself and the next row ``b``.
 
     Padded columns and a missing next row are zeros: their products are 0, which adds nothing.
-    Branch-free (``min(x, 0)^2`` is x^2 for negative x), so that the loop vectorises.
     """
-    n0 = l0 = q0 = a0 = 0.0
-    n1 = l1 = q1 = a1 = 0.0
-    n2 = l2 = q2 = a2 = 0.0
-    n3 = l3 = q3 = a3 = 0.0
-    n4 = l4 = q4 = a4 = 0.0
+    n0 = l0 = q0 = a0 = n1 = l1 = q1 = a1 = n2 = l2 = q2 = a2 = 0.0
+    n3 = l3 = q3 = a3 = n4 = l4 = q4 = a4 = 0.0
     for j in range(a.shape[0] - 2):
-        x0 = a[j + 1]
-        x1 = x0 * a[j + 2]  # horizontal
-        x2 = x0 * b[j + 1]  # vertical
-        x3 = x0 * b[j + 2]  # main diagonal
-        x4 = b[j + 1] * a[j + 2]  # anti-diagonal
-        y0, y1, y2, y3, y4 = min(x0, 0.0), min(x1, 0.0), min(x2, 0.0), min(x3, 0.0), min(x4, 0.0)
-        n0 += np.float64(x0 < 0)
-        l0 += y0 * y0
-        q0 += x0 * x0
-        a0 += abs(x0)
-        n1 += np.float64(x1 < 0)
-        l1 += y1 * y1
-        q1 += x1 * x1
-        a1 += abs(x1)
-        n2 += np.float64(x2 < 0)
-        l2 += y2 * y2
-        q2 += x2 * x2
-        a2 += abs(x2)
-        n3 += np.float64(x3 < 0)
-        l3 += y3 * y3
-        q3 += x3 * x3
-        a3 += abs(x3)
-        n4 += np.float64(x4 < 0)
-        l4 += y4 * y4
-        q4 += x4 * x4
-        a4 += abs(x4)
-    out[0], out[1], out[2], out[3] = n0, l0, q0, a0
-    out[4], out[5], out[6], out[7] = n1, l1, q1, a1
-    out[8], out[9], out[10], out[11] = n2, l2, q2, a2
-    out[12], out[13], out[14], out[15] = n3, l3, q3, a3
-    out[16], out[17], out[18], out[19] = n4, l4, q4, a4
+        x = a[j + 1]
+        n0, l0, q0, a0 = _add(x, n0, l0, q0, a0)
+        n1, l1, q1, a1 = _add(x * a[j + 2], n1, l1, q1, a1)  # horizontal
+        n2, l2, q2, a2 = _add(x * b[j + 1], n2, l2, q2, a2)  # vertical
+        n3, l3, q3, a3 = _add(x * b[j + 2], n3, l3, q3, a3)  # main diagonal
+        n4, l4, q4, a4 = _add(b[j + 1] * a[j + 2], n4, l4, q4, a4)  # anti-diagonal
+    out[:] = (n0, l0, q0, a0, n1, l1, q1, a1, n2, l2, q2, a2, n3, l3, q3, a3, n4, l4, q4, a4)
 
 
 @njit(nogil=True, error_model="numpy", cache=True)
@@ -168,25 +148,37 @@ def _half_adjoint_row(d_half, y, h, out, taps):  # pragma: no cover - numba
 
 
 @njit(nogil=True, error_model="numpy", cache=True)
+def _mscn_buffers(w):  # pragma: no cover - numba
+    """Scratch of the MSCN stage for rows of ``w``: the zero-padded row and its square, the
+    horizontal blurs of g and g^2 and the MSCN rows (zero columns either side) for ``RING``
+    rows, and a zero row."""
+    return (
+        np.zeros(w + 6), np.zeros(w + 6), np.empty((RING, w)), np.empty((RING, w)),
+        np.zeros((RING, w + 2)), np.zeros(w + 2),
+    )
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def _hblur_until(g, q, last, pad, sq, hmean, hsecond, taps):  # pragma: no cover - numba
+    """Horizontal blurs of rows q..last (clipped to the image) into the ring; the next row."""
+    while q <= min(last, g.shape[0] - 1):
+        _hblur(g[q], pad, sq, hmean[q % RING], hsecond[q % RING], taps)
+        q += 1
+    return q
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
 def forward_band(g, r0, r1, taps, c, eps2, row_sums, half, half_taps):  # pragma: no cover
     """Per-row moment sums (rows r0..r1-1) of the MSCN map of ``g`` and its four neighbour
     products into ``row_sums`` (h, 20); and the rows of the 1/2 downscale ``half`` whose first
     source row 2i lies in the band (``half`` of size 0: none wanted)."""
     h, w = g.shape
-    pad = np.zeros(w + 6)
-    sq = np.zeros(w + 6)
-    hmean = np.empty((RING, w))
-    hsecond = np.empty((RING, w))
-    m = np.zeros((RING, w + 2))
-    zero = np.zeros(w + 2)
+    pad, sq, hmean, hsecond, m, zero = _mscn_buffers(w)
     inv_d, mu, kv, s = np.empty(w), np.empty(w), np.empty(w), np.empty(w)
     h_next = max(r0 - 3, 0)
     m_end = min(r1 + 1, h)  # the row after the band is every vertical product's partner
     for t in range(r0, m_end):
-        while h_next <= min(t + 3, h - 1):
-            slot = h_next % RING
-            _hblur(g[h_next], pad, sq, hmean[slot], hsecond[slot], taps)
-            h_next += 1
+        h_next = _hblur_until(g, h_next, t + 3, pad, sq, hmean, hsecond, taps)
         _mscn_row(g[t], t, h, hmean, hsecond, zero, taps, c, eps2, m[t % RING], inv_d, mu, kv, s)
         if t > r0:
             _row_sums(m[(t - 1) % RING], m[t % RING], row_sums[t - 1])
@@ -230,12 +222,7 @@ def backward_band(g, r0, r1, taps, c, eps2, coef, d_g, d_half, half_taps):  # pr
     negative squares, sum of squares, sum of |x|) per map; plus the adjoint of the 1/2
     downscale applied to ``d_half`` (size 0: none)."""
     h, w = g.shape
-    pad = np.zeros(w + 6)
-    sq = np.zeros(w + 6)
-    hmean = np.empty((RING, w))
-    hsecond = np.empty((RING, w))
-    m = np.zeros((RING, w + 2))
-    zero = np.zeros(w + 2)
+    pad, sq, hmean, hsecond, m, zero = _mscn_buffers(w)
     inv_d, mu, kv = np.empty((RING, w)), np.empty((RING, w)), np.empty((RING, w))
     s = np.empty(w)
     d_m = np.empty(w)
@@ -252,10 +239,7 @@ def backward_band(g, r0, r1, taps, c, eps2, coef, d_g, d_half, half_taps):  # pr
     for r in range(r0, r1):
         while a_next <= min(r + 3, h - 1):
             while m_next <= min(a_next + 1, h - 1):
-                while h_next <= min(m_next + 3, h - 1):
-                    slot = h_next % RING
-                    _hblur(g[h_next], pad, sq, hmean[slot], hsecond[slot], taps)
-                    h_next += 1
+                h_next = _hblur_until(g, h_next, m_next + 3, pad, sq, hmean, hsecond, taps)
                 slot = m_next % RING
                 _mscn_row(
                     g[m_next], m_next, h, hmean, hsecond, zero, taps, c, eps2,

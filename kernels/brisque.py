@@ -101,7 +101,9 @@ def _bands(height: int, pieces: int, band_rows: int | None) -> list[tuple[int, i
 
 
 @cache
-def _pool() -> ThreadPoolExecutor:
+def _pool(pid: int) -> ThreadPoolExecutor:
+    """The worker threads of process ``pid``: a forked child gets its own (threads do not
+    survive a fork)."""
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="brisque")
 
 
@@ -131,7 +133,7 @@ class _Plan:
             k = loads.index(min(loads))
             queues[k].append(job)
             loads[k] += cost
-        futures = [_pool().submit(_run_all, queue) for queue in queues[1:]]
+        futures = [_pool(os.getpid()).submit(_run_all, queue) for queue in queues[1:]]
         _run_all(queues[0])  # the calling thread takes a share too
         for future in futures:
             future.result()
