@@ -2,8 +2,9 @@
 
 BRISQUE reads a grey image through two scales of the MSCN map ``m = (g - mu) / (dev + c)``
 (``mu``, ``dev`` from zero-padded 7x7 Gaussian moments) and its four neighbour products; every
-feature is a function of four sums per map.  This module computes those sums, and maps their
-gradient back to the grey image, in two streaming passes per scale over row bands:
+feature is a function of four sums per map.  This module computes those sums in one streaming
+pass per scale (the first also writes the half scale), and maps their gradient back to the grey
+image in one more per scale (the first also applies the half scale's adjoint):
 
 >>> sums = mscn_moment_sums(batch[:, 0], spec)     # (B, 2, 5, 4) of a (B, 1, h, w) batch
 >>> sums = mscn_moment_sums([small, large], spec)  # photos of different sizes in one call
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 
@@ -46,7 +49,7 @@ class MscnSpec:
     """The constants of BRISQUE's MSCN map and of its 1/2 downscale.
 
     Args:
-        taps: the normalised 1-D Gaussian (the 2-D kernel is their outer product).
+        taps: the 7 taps of the normalised 1-D Gaussian (the 2-D kernel is their outer product).
         c: the stabiliser added to the local deviation.
         var_eps: ``dev = (var^2 + var_eps^2)^(1/4)``, a smooth ``sqrt(|var|)``.
         half_taps: the 4 taps of the 1/2 downscale at pixel centres (borders replicated).
@@ -56,6 +59,11 @@ class MscnSpec:
     c: float
     var_eps: float
     half_taps: tuple[float, float, float, float]
+
+    def __post_init__(self) -> None:
+        # The row loops are written for BRISQUE's 7x7 window and 4-tap half scale.
+        if len(self.taps) != 7 or len(self.half_taps) != 4:
+            raise ValueError(f"expected 7 taps and 4 half-scale taps, got {len(self.taps)} and {len(self.half_taps)}")
 
 
 def half_size(height: int, width: int) -> tuple[int, int]:
@@ -69,16 +77,34 @@ def map_counts(height: int, width: int) -> tuple[int, ...]:
     return (h * w, h * (w - 1), (h - 1) * w, (h - 1) * (w - 1), (h - 1) * (w - 1))
 
 
+_FUSED: ContextVar[bool] = ContextVar("camo_engine_fused_brisque", default=True)
+
+
+@contextmanager
+def plain_formulation() -> Iterator[None]:
+    """Within it (this thread or task), victims compute with their plain torch ops, as their
+    exported graphs do: ``export/check.py`` holds an exported graph to torch fp32 of the same
+    formulation, whose rounding the kernel's float64 per-pixel values do not share."""
+    token = _FUSED.set(False)
+    try:
+        yield
+    finally:
+        _FUSED.reset(token)
+
+
 def runs_eagerly(t: Tensor) -> bool:
-    """Whether ``t`` is a plain CPU tensor that the kernel can read now: not a fake or
-    functorch-wrapped tensor, and nothing is tracing, compiling or intercepting torch
-    operations (``make_fx``, ``torch.export``, ``FlopCounterMode``), which must see torch ops."""
+    """Whether the kernel should take ``t``: a plain CPU tensor it can read now, not a fake or
+    functorch-wrapped one, while nothing traces, compiles or intercepts torch operations
+    (``make_fx``, ``torch.export``, ``torch.jit.trace``, ``FlopCounterMode``: they must see
+    torch ops), outside :func:`plain_formulation`."""
     return (
-        type(t) is Tensor
+        _FUSED.get()
+        and type(t) is Tensor
         and t.device.type == "cpu"
         and t.dtype in (torch.float32, torch.float64)
         and not torch._C._functorch.is_functorch_wrapped_tensor(t)
         and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
         and not is_in_torch_dispatch_mode()
     )
 

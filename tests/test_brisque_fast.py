@@ -19,7 +19,7 @@ from brisque_reference import score as reference_score
 from camo_engine import IFGSM, AttackConfig
 from camo_engine.backends.torch_backend import TorchBackend
 from camo_engine.export.check import FP32_ERROR_FACTOR, MAX_REL_ERR, relative_error, sign_agreement
-from camo_engine.kernels.brisque import mscn_moment_sums, runs_eagerly
+from camo_engine.kernels.brisque import mscn_moment_sums, plain_formulation, runs_eagerly
 from camo_engine.victims.brisque import MSCN_SPEC, Brisque
 
 # Scores: the tolerance against today's (plain, fp32) victim and the exact (fp64) one.
@@ -143,6 +143,10 @@ def test_tracing_and_dispatch_modes_see_the_plain_formulation() -> None:
         victim.network(batch)
     assert flops.get_total_flops() > 0  # the convolutions of the plain formulation
     # Weights are real tensors closed over, as in export/trace.py.
+    with plain_formulation():  # what export/check.py holds the exported graphs to
+        assert not runs_eagerly(batch)
+        assert torch.equal(victim.network(batch), Brisque(long_side=48, short_side=36, fused=False).network(batch))
+    assert runs_eagerly(batch)
     graph = make_fx(lambda images: victim.network(images), tracing_mode="symbolic", _allow_non_fake_inputs=True)(batch)
     targets = {str(node.target) for node in graph.graph.nodes}
     assert any("convolution" in t for t in targets) and not any("MomentSums" in t for t in targets)

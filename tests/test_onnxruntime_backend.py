@@ -15,6 +15,7 @@ from camo_engine.backends.base import Step
 from camo_engine.backends.onnxruntime_backend import OnnxRuntimeBackend, ProviderError, select_providers
 from camo_engine.export.check import MAX_REL_ERR, compare, exact_reference, relative_error
 from camo_engine.export.examples import example_batch, example_targets, sample_images, victim_geometries
+from camo_engine.kernels.brisque import plain_formulation
 from camo_engine.victims import load_victim
 from onnx_cases import TinyClassifier, brisque, efficientnet, exported, onnx_cache, places365  # noqa: F401
 
@@ -36,7 +37,8 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_warning() -> None:
 
 def _agree(victim, backend, batch: torch.Tensor) -> None:
     targets = example_targets(victim, batch)
-    reference = TorchBackend(victim).step(batch, targets)
+    with plain_formulation():  # the formulation the graphs were exported from
+        reference = TorchBackend(victim).step(batch, targets)
     step = backend.step(batch, targets)
     result = compare(tuple(step), tuple(reference), exact_reference(victim, batch, targets))
     assert result.ok, result
