@@ -4,9 +4,9 @@ whole ``camo-engine protect`` of a 12-megapixel photo with either.
 
     python benchmarks/bench_brisque.py [--out benchmarks/results] [--threads 2]
         [--sizes 320x512 640x1024 3000x4000] [--batches 1 4] [--variants plain fused piq]
-        [--protect] [--accuracy]
+        [--name brisque] [--protect] [--accuracy] [--no-steps]
 
-Steps (``brisque_steps.csv/json``): one image-step is what the attack runs per photo and step:
+Steps (``NAME_steps.csv/json``): one image-step is what the attack runs per photo and step:
 the grey conversion, the victim's score, and the gradient of the attack loss back to the RGB
 pixels.  The photos are the bundled samples resized to each size (a batch holds different
 ones).  Each configuration gets warm-up calls (numba loads its kernel, pages settle), then
@@ -22,10 +22,10 @@ Its timing here runs all of piq's own code with that one call answered locally b
 of the LIVE model's shape (770 support vectors); the SVR is a (B, 36) x (36, 770) product, so
 the time is piq's, but its scores are meaningless and are not compared.
 
-Mixed sizes (``brisque_mixed.csv``): four photos of different sizes in one ``network_mixed``
+Mixed sizes (``NAME_mixed.csv/json``): four photos of different sizes in one ``network_mixed``
 call against one call per photo (fused).
 
-``--protect`` (``brisque_protect.csv/json``): ``camo-engine protect`` of one 12 MP photo in a
+``--protect`` (``NAME_protect.csv/json``): ``camo-engine protect`` of one 12 MP photo in a
 child process per formulation, the victim at the photo's own resolution (the registry's
 ``brisque`` entry is swapped for ``Brisque(long_side=None, short_side=None, fused=...)``, since
 the command line has no geometry option yet).  The photo: the ``china`` sample upscaled to
@@ -34,7 +34,7 @@ camera's: the plain upscale is so smooth that BRISQUE at native resolution alrea
 above the threshold (65 to 79 for every sample), and the attack would take no step.  Reported:
 the child's wall seconds, peak RSS (``wait4``), steps and verdict from its report.
 
-``--accuracy`` (``brisque_accuracy.csv``): per sample photo at native resolution, and per
+``--accuracy`` (``NAME_accuracy.csv/json``): per sample photo at native resolution, and per
 attacked photo written as PNG and read back: the fused and today's scores against the exact one
 (the plain formulation in float64), and both fp32 gradients' relative error against the
 float64 one, as ``export/check.py`` measures it.
@@ -356,6 +356,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the CSV/JSON files")
+    parser.add_argument("--name", default="brisque", help="file name prefix: NAME_steps.csv, ...")
     parser.add_argument("--threads", type=int, default=2, help="torch (and kernel) threads")
     parser.add_argument("--sizes", type=parse_size, nargs="+", default=[(320, 512), (640, 1024), (3000, 4000)],
                         help="HxW (height first)")
@@ -382,12 +383,12 @@ def main() -> None:
         steps = bench_steps(args, make_variants(args.variants))
         mixed = bench_mixed(args)
         settings["load_average_after"] = os.getloadavg()[0]
-        write(args.out, "brisque_steps", steps, settings)
-        write(args.out, "brisque_mixed", mixed, settings)
+        write(args.out, f"{args.name}_steps", steps, settings)
+        write(args.out, f"{args.name}_mixed", mixed, settings)
     if args.protect:
-        write(args.out, "brisque_protect", bench_protect(args), {**settings, "load_average_after": os.getloadavg()[0]})
+        write(args.out, f"{args.name}_protect", bench_protect(args), {**settings, "load_average_after": os.getloadavg()[0]})
     if args.accuracy:
-        write(args.out, "brisque_accuracy", bench_accuracy(), settings)
+        write(args.out, f"{args.name}_accuracy", bench_accuracy(), settings)
     print(f"load average after: {os.getloadavg()[0]:.1f}; results in {args.out}")
 
 

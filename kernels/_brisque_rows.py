@@ -274,3 +274,12 @@ def backward_band(g, r0, r1, taps, c, eps2, coef, d_g, d_half, half_taps):  # pr
         g_row = g[r]
         for j in range(w):
             out[j] = ddirect[j] + ha[j] + 2.0 * g_row[j] * hb[j] + extra[j]
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def weighted_channels(x, w0, w1, w2, out):  # pragma: no cover - numba
+    """``out = w0 * x[0] + w1 * x[1] + w2 * x[2]`` over flat (3, n) ``x``, each product and sum
+    rounded in x's type in that order: bit for bit what torch's five operations give."""
+    a, b, c = x[0], x[1], x[2]
+    for i in range(out.shape[0]):
+        out[i] = (w0 * a[i] + w1 * b[i]) + w2 * c[i]

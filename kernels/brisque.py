@@ -249,6 +249,40 @@ class _MomentSums(torch.autograd.Function):
         return (None, *outs)
 
 
+class _WeightedChannels(torch.autograd.Function):
+    """(1, H, W) weighted sum of a (3, H, W) image's channels in one pass; backward in one."""
+
+    @staticmethod
+    def forward(ctx, image: Tensor, weights: tuple[float, float, float]) -> Tensor:  # type: ignore[override]
+        x = image.detach().contiguous().view(3, -1).numpy()
+        out = torch.empty((1, *image.shape[1:]), dtype=image.dtype)
+        # The weights rounded to the image's type, as torch's scalar multiplications do.
+        rows.weighted_channels(x, *(x.dtype.type(w) for w in weights), out.view(-1).numpy())
+        ctx.weights = weights
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        weights = torch.tensor(ctx.weights, dtype=grad.dtype).view(3, 1, 1)
+        # What autograd gives through the five ops (w_k * grad per channel), without its zeroed
+        # full-size buffers per channel and their sums: one pass.
+        return weights * grad, None
+
+
+def weighted_channels(image: Tensor, weights: tuple[float, float, float]) -> Tensor:
+    """``(w0 * image[0] + w1 * image[1] + w2 * image[2])[None]``, differentiable, bit for bit
+    what those torch operations give, in one pass each way.
+
+    Shape:
+        - image: (3, H, W), CPU, float32 or float64 (else the torch operations run).
+        - Output: (1, H, W).
+    """
+    if not runs_eagerly(image) or image.ndim != 3 or image.shape[0] != 3:
+        w0, w1, w2 = weights
+        return (w0 * image[0] + w1 * image[1] + w2 * image[2])[None]
+    return _WeightedChannels.apply(image, tuple(float(w) for w in weights))
+
+
 def mscn_moment_sums(
     images: Tensor | Sequence[Tensor],
     spec: MscnSpec,

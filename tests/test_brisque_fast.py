@@ -19,8 +19,8 @@ from brisque_reference import score as reference_score
 from camo_engine import IFGSM, AttackConfig
 from camo_engine.backends.torch_backend import TorchBackend
 from camo_engine.export.check import FP32_ERROR_FACTOR, MAX_REL_ERR, relative_error, sign_agreement
-from camo_engine.kernels.brisque import mscn_moment_sums, plain_formulation, runs_eagerly
-from camo_engine.victims.brisque import MSCN_SPEC, Brisque
+from camo_engine.kernels.brisque import mscn_moment_sums, plain_formulation, runs_eagerly, weighted_channels
+from camo_engine.victims.brisque import GRAY_WEIGHTS, MSCN_SPEC, Brisque
 
 # Scores: the tolerance against today's (plain, fp32) victim and the exact (fp64) one.
 SCORE_TOL = 0.01
@@ -105,6 +105,19 @@ def test_mixed_sizes_in_one_call_equal_separate_calls() -> None:
     assert torch.equal(sums, torch.cat([s for s, _ in alone]))
     for grad, (_, (expected,)) in zip(grads, alone):
         assert torch.equal(grad, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grey_conversion_is_bit_identical_to_the_torch_formula(dtype: torch.dtype) -> None:
+    image = torch.rand(3, 37, 51, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    d_out = torch.randn(1, 37, 51, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    r, g, b = GRAY_WEIGHTS
+    results = []
+    for convert in (lambda x: weighted_channels(x, GRAY_WEIGHTS), lambda x: (r * x[0] + g * x[1] + b * x[2])[None]):
+        x = image.clone().requires_grad_(True)
+        out = convert(x)
+        results.append((out.detach(), torch.autograd.grad(out, x, d_out)[0]))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
 def test_bad_input_is_refused() -> None:

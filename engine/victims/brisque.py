@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..kernels.brisque import MscnSpec, half_size, map_counts, mscn_moment_sums, runs_eagerly
+from ..kernels.brisque import (
+    MscnSpec,
+    half_size,
+    map_counts,
+    mscn_moment_sums,
+    runs_eagerly,
+    weighted_channels,
+)
 from .geometry import orientation_geometry, resize
 from .objectives import QualityRegressor
 
@@ -225,8 +232,7 @@ class Brisque(QualityRegressor):
 
     def preprocess(self, image: Tensor) -> Tensor:
         rgb = resize(image, self.geometry(image.shape[1], image.shape[2]))
-        r, g, b = GRAY_WEIGHTS
-        return (r * rgb[0] + g * rgb[1] + b * rgb[2])[None]
+        return weighted_channels(rgb, GRAY_WEIGHTS)
 
     def network(self, batch: Tensor) -> Tensor:
         # Runs in the batch's precision, at least float32: bf16 (autocast or input) would turn
