@@ -8,13 +8,14 @@ whole ``camo-engine protect`` of a 12-megapixel photo with either.
 
 Steps (``NAME_steps.csv/json``): one image-step is what the attack runs per photo and step:
 the grey conversion, the victim's score, and the gradient of the attack loss back to the RGB
-pixels.  The photos are the bundled samples resized to each size (a batch holds different
-ones).  Each configuration gets warm-up calls (numba loads its kernel, pages settle), then
-timed rounds in which the variants run in a fresh random order, so a busy machine slows them
-alike.  Reported per image: the median and fastest wall time, the median CPU time of the
-process (all threads; on a loaded machine it shows the work apart from the waiting), and the
-step's peak memory: the peak RSS during the step above the RSS before it (Linux
-``/proc/self/clear_refs`` resets the peak between variants).
+pixels.  ``plain`` is today's victim op for op (``plain_formulation``: torch ops for the grey
+conversion and the MSCN moments), ``fused`` the kernels.  The photos are the bundled samples
+resized to each size (a batch holds different ones).  Each configuration gets warm-up calls
+(numba loads its kernel, pages settle), then timed rounds in which the variants run in a fresh
+random order, so a busy machine slows them alike.  Reported per image: the median and fastest
+wall time, the median CPU time of the process (all threads; on a loaded machine it shows the
+work apart from the waiting), and the step's peak memory: the peak RSS during the step above
+the RSS before it (Linux ``/proc/self/clear_refs`` resets the peak between variants).
 
 piq: ``piq.brisque`` downloads its SVR weights at run time (``piq/brisque.py``, ``_score_svr``
 calls ``load_url`` on a GitHub release), which this project never does and this machine cannot.
@@ -27,8 +28,8 @@ call against one call per photo (fused).
 
 ``--protect`` (``NAME_protect.csv/json``): ``camo-engine protect`` of one 12 MP photo in a
 child process per formulation, the victim at the photo's own resolution (the registry's
-``brisque`` entry is swapped for ``Brisque(long_side=None, short_side=None, fused=...)``, since
-the command line has no geometry option yet).  The photo: the ``china`` sample upscaled to
+``brisque`` entry is swapped for ``Brisque(long_side=None, short_side=None)``, since the command
+line has no geometry option yet; ``plain`` runs the whole command in ``plain_formulation``).  The photo: the ``china`` sample upscaled to
 4000x3000 (Lanczos) with Gaussian grain of sigma 4/255, as JPEG 95.  The grain stands in for a
 camera's: the plain upscale is so smooth that BRISQUE at native resolution already rates it
 above the threshold (65 to 79 for every sample), and the attack would take no step.  Reported:
@@ -43,6 +44,7 @@ float64 one, as ``export/check.py`` measures it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
 import json
@@ -61,6 +63,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camo_engine.kernels.brisque import plain_formulation
 from camo_engine.samples import sample_paths
 from camo_engine.victims.brisque import Brisque
 
@@ -69,16 +72,20 @@ LIVE_SUPPORT_VECTORS = 770
 
 
 # -- the variants -------------------------------------------------------------------------------
-def victim_step(victim: Brisque) -> Callable[[list[torch.Tensor]], float]:
-    """One attack step's victim work on same-size RGB images: grey, score, loss gradient."""
+def victim_step(victim: Brisque, plain: bool = False) -> Callable[[list[torch.Tensor]], float]:
+    """One attack step's victim work on same-size RGB images: grey, score, loss gradient.
+
+    ``plain``: all of it as before the kernels (``plain_formulation``: the torch ops of the grey
+    conversion too), i.e. today's victim op for op."""
 
     def step(images: list[torch.Tensor]) -> float:
-        xs = [im.clone().requires_grad_(True) for im in images]
-        batch = torch.stack([victim.preprocess(x) for x in xs])
-        scores = victim.network(batch)
-        loss = victim.loss(scores, torch.full_like(scores, victim.target))
-        torch.autograd.grad(loss.sum(), xs)
-        return float(scores.detach().mean())
+        with plain_formulation() if plain else contextlib.nullcontext():
+            xs = [im.clone().requires_grad_(True) for im in images]
+            batch = torch.stack([victim.preprocess(x) for x in xs])
+            scores = victim.network(batch)
+            loss = victim.loss(scores, torch.full_like(scores, victim.target))
+            torch.autograd.grad(loss.sum(), xs)
+            return float(scores.detach().mean())
 
     return step
 
@@ -112,7 +119,7 @@ def piq_step() -> Callable[[list[torch.Tensor]], float] | None:
 def make_variants(names: list[str]) -> dict[str, Callable[[list[torch.Tensor]], float]]:
     native = dict(long_side=None, short_side=None)
     variants: dict[str, Callable[[list[torch.Tensor]], float] | None] = {
-        "plain": victim_step(Brisque(**native, fused=False).eval()) if "plain" in names else None,
+        "plain": victim_step(Brisque(**native).eval(), plain=True) if "plain" in names else None,
         "fused": victim_step(Brisque(**native).eval()) if "fused" in names else None,
         "piq": piq_step() if "piq" in names else None,
     }
@@ -237,17 +244,19 @@ def bench_mixed(args: argparse.Namespace) -> list[dict]:
 
 # -- whole protect --------------------------------------------------------------------------------
 PROTECT_CHILD = """
-import dataclasses, sys
+import contextlib, dataclasses, sys
 from camo_engine import victims
 from camo_engine.victims.brisque import Brisque
 
 def native(**options):
-    return Brisque(long_side=None, short_side=None, fused={fused}, **options)
+    return Brisque(long_side=None, short_side=None, **options)
 
 victims.REGISTRY["brisque"] = dataclasses.replace(victims.REGISTRY["brisque"], factory=native)
 from camo_engine.cli import main
+from camo_engine.kernels.brisque import plain_formulation
 sys.argv = ["camo-engine", "protect", {photo!r}, "-o", {out!r}, "--victim", "brisque"]
-main()
+with plain_formulation() if not {fused} else contextlib.nullcontext():
+    main()
 """
 
 
