@@ -30,6 +30,7 @@ from camo_engine.export.examples import (
     sample_images,
     victim_geometries,
 )
+from camo_engine.kernels.brisque import plain_formulation
 from camo_engine.victims import load_victim
 from onnx_cases import (  # noqa: F401
     TinyClassifier,
@@ -86,7 +87,8 @@ def test_listed_provider_that_does_not_start(fallback, tmp_path, monkeypatch) ->
 
 def _agree(victim, backend, batch: torch.Tensor) -> None:
     targets = example_targets(victim, batch)
-    reference = TorchBackend(victim).step(batch, targets)
+    with plain_formulation():  # the formulation the graphs were exported from
+        reference = TorchBackend(victim).step(batch, targets)
     step = backend.step(batch, targets)
     result = compare(tuple(step), tuple(reference), exact_reference(victim, batch, targets))
     assert result.ok, result
