@@ -346,9 +346,10 @@ def test_evaluate_names_a_bad_nima_file(tmp_path: Path) -> None:
 def test_both_are_listed_as_needing_a_file() -> None:
     result = CliRunner().invoke(app, ["victims"])
     assert result.exit_code == 0
-    lines = result.output.splitlines()
+    # One block per victim: its name, then what it needs.
+    blocks = result.output.split("name")
     for name in ("koncept512", "nima"):
-        assert any(name in line and "--weights FILE" in line for line in lines), result.output
+        assert any(name in block and "--weights FILE" in block for block in blocks), result.output
 
 
 # --- ONNX export --------------------------------------------------------------------------------

@@ -54,15 +54,19 @@ def _rate(rate: float, alone: float) -> str:
 
 
 def summary_table(evaluation: Evaluation) -> Table:
-    """One row per victim and view: the protected share, and beside it the shares the channel
+    """Per victim, then per view: the protected share, and beside it the shares the channel
     alone and the original as it was account for (readable at 80 columns)."""
     table = Table(title=f"camo-engine evaluate: {len(evaluation.images)} pairs")
-    for column, justify in (("victim", "left"), ("channel | reading", "left"), ("protected", "right"), ("alone", "right"), ("already", "right")):
+    for column, justify in (("victim: channel | reading", "left"), ("protected", "right"), ("alone", "right"), ("already", "right")):
         table.add_column(column, justify=justify)
+    victim = None
     for row in evaluation.summary():
-        mark = {True: " (attacked)", False: " (transfer)", None: ""}[row["attacked"]]
+        if row["victim"] != victim:
+            victim = row["victim"]
+            mark = {True: " (attacked)", False: " (transfer)", None: ""}[row["attacked"]]
+            table.add_row(f"[bold]{victim}{mark}", "", "", "")
         rates = [row["protection_rate"], row["alone_rate"], row["already_rate"]]
-        table.add_row(row["victim"] + mark, row["label"], *("n/a" if math.isnan(r) else f"{r:.0%}" for r in rates))
+        table.add_row("  " + row["label"], *("n/a" if math.isnan(r) else f"{r:.0%}" for r in rates))
     return table
 
 
