@@ -1,9 +1,9 @@
-"""Evaluate protected photos against their originals: protection per victim and condition,
+"""Evaluate protected photos against their originals: protection per victim and view,
 fidelity and appeal.
 
-A *condition* is what a platform may do to a shared photo (nothing, a JPEG re-encode, a
-downscale).  For each victim and condition the reference is what the victim says of the
-original under the same condition, so a condition that by itself changes the verdict on the
+A *view* is what a platform does to a shared photo and how a model deployment reads it
+(:mod:`camo_engine.threat`).  For each victim and view the reference is what the victim says
+of the original through the same view, so a view that by itself changes the verdict on the
 original is not counted as the protection's win: that share is reported beside every rate.
 
 The verdict is the attack loop's own, from :mod:`camo_engine.attack.verdict`.
