@@ -104,7 +104,8 @@ class Protector:
     ``strength`` (``low``, ``medium`` — the default — or ``high``) picks the panel of views a
     photo must hold under, the margin, eps, alpha and step budget (:mod:`camo_engine.attack.strength`);
     ``config`` replaces the preset's attack settings (the report then names the strength
-    ``custom``), and an explicit ``target``/``confidence`` replaces its margin.
+    ``custom``, and without a ``strength`` the victim keeps its default margin), and an explicit
+    ``target``/``confidence`` replaces the margin.
     """
 
     def __init__(
@@ -137,8 +138,10 @@ class Protector:
             self.victim = victim
         else:
             self.victim = load_victim(victim, **victim_options)
-            # A strength's margin, unless the caller set the victim's own (target, confidence).
-            if not {"target", "confidence"} & {k for k, v in victim_options.items() if v is not None}:
+            # A strength's margin, unless the caller set the victim's own (target, confidence) or
+            # gave a config without a strength (then the victim's defaults stand).
+            given = {k for k, v in victim_options.items() if v is not None}
+            if not {"target", "confidence"} & given and (strength is not None or config is None):
                 self.victim.scale_margin(preset.margin_scale.get(self.victim.kind, 1.0))
         self.net = self._amortised_net(amortised, finish_steps)
         # With a protector, I-FGSM only finishes what it left: its budget is finish_steps.

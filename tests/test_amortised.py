@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import typer
+from camo_engine.attack import strength_config
 from camo_engine.amortised import (
     AmortisedNet,
     amortised_inits,
@@ -25,7 +26,7 @@ from camo_engine.amortised.train import (
     random_crops,
     train_protector,
 )
-from camo_engine.attack import IFGSM, AttackConfig
+from camo_engine.attack import IFGSM
 from camo_engine.backends import TorchBackend
 from camo_engine.cli import app
 from camo_engine.cli.train import train_protector_command
@@ -179,7 +180,7 @@ def test_training_lowers_the_attack_loss_on_its_crops(lite0, tensors) -> None:
 def test_ifgsm_starts_from_the_protector_and_judges_after_jpeg(lite0, tensors) -> None:
     images = tensors[:2]
     net = tiny_net()
-    attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(panel="low", steps=2))
+    attack = IFGSM(lite0, TorchBackend(lite0), strength_config("low", steps=2))
     results = sorted(attack.run(images, inits=amortised_inits(net, images)), key=lambda r: r.index)
     assert [r.index for r in results] == [0, 1]
     for r, image in zip(results, images):
@@ -194,7 +195,7 @@ def test_ifgsm_starts_from_the_protector_and_judges_after_jpeg(lite0, tensors) -
 def test_zero_finishing_steps_return_the_protector_output(lite0, tensors) -> None:
     images = tensors[:2]
     net = tiny_net()
-    attack = IFGSM(lite0, TorchBackend(lite0), AttackConfig(panel="low", steps=0))
+    attack = IFGSM(lite0, TorchBackend(lite0), strength_config("low", steps=0))
     results = sorted(attack.run(images, inits=amortised_inits(net, images)), key=lambda r: r.index)
     for r, init in zip(results, amortised_inits(net, images)):
         assert r.steps == 0
@@ -285,7 +286,7 @@ def test_a_bad_protector_file_is_a_clear_error(tmp_path, photo_folder, name, con
 
 def test_protector_options_that_do_not_fit_are_errors(checkpoint) -> None:
     with pytest.raises(ValueError, match="trained for eps 8/255 but the attack.s eps is 4/255"):
-        Protector("brisque", config=AttackConfig(panel="low", eps=4 / 255), amortised=checkpoint)
+        Protector("brisque", config=strength_config("low", eps=4 / 255), amortised=checkpoint)
     with pytest.raises(ValueError, match="finish_steps needs a protector"):
         Protector("brisque", finish_steps=3)
     with pytest.raises(ValueError, match="cannot attack through"):

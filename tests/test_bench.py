@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import typer
+from camo_engine.attack import strength_config
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import TorchBackend
 from camo_engine.benchmarks import harness as bench
@@ -49,7 +50,7 @@ def test_ours_verdicts_match_the_shared_judge(small_photos):
     victim = load_victim("efficientnet-lite0")
     backend = CountingBackend(TorchBackend(victim))
     images = small_photos[:3]
-    results = sorted(IFGSM(victim, backend, AttackConfig(panel="low", steps=3)).run(map(jpeg.to_float, images)), key=lambda r: r.index)
+    results = sorted(IFGSM(victim, backend, strength_config("low", steps=3)).run(map(jpeg.to_float, images)), key=lambda r: r.index)
     judge = PanelJudge(victim, backend, builtin_panel("low", victim.deployment_readings), "jpeg:90")
     judged = [panel_states(v) for v in judge.judge_pairs(images, [r.rgb for r in results])]
     assert [j["protected"] for j in judged] == [r.protected for r in results]

@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 import typer
-from camo_engine import AttackConfig, Protector
+from camo_engine.attack import strength_config
+from camo_engine import Protector
 from camo_engine.cli.evaluate import evaluate_command
 from camo_engine.io import jpeg
 from camo_engine.io.report import ReportWriter
@@ -40,7 +41,7 @@ def folders(tmp_path_factory, small_photos):
     (originals / "sub").mkdir(parents=True)
     (protected / "sub").mkdir(parents=True)
     names = ["a", "b", "sub/c"]
-    protector = Protector(VICTIM, config=AttackConfig(panel="low", steps=8))
+    protector = Protector(VICTIM, config=strength_config("low", steps=8))
     results = protector.protect(small_photos[:3])
     with ReportWriter(protected) as report:
         for name, rgb, result in zip(names, small_photos, results):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from camo_engine.attack import strength_config
 from camo_engine.attack import IFGSM, AttackConfig
 from camo_engine.backends import BACKENDS, TorchBackend, make_backend
 from camo_engine.backends.base import Step
@@ -149,7 +150,7 @@ def test_onnxruntime_agrees_with_torch_on_photos(name, request, onnx_cache) -> N
 def test_attack_through_onnxruntime_matches_torch(efficientnet, onnx_cache) -> None:
     images = sample_images()
     ort_backend = OnnxRuntimeBackend(exported(efficientnet, onnx_cache), intra_op_threads=2)
-    config = AttackConfig(panel="low")
+    config = strength_config("low")
     by_torch = {r.index: r for r in IFGSM(efficientnet, TorchBackend(efficientnet), config).run(images)}
     by_ort = {r.index: r for r in IFGSM(efficientnet, ort_backend, config).run(images)}
     assert [by_ort[i].protected for i in sorted(by_ort)] == [by_torch[i].protected for i in sorted(by_torch)]
