@@ -107,7 +107,7 @@ def tool(victim: Victim, backend: CountingBackend, config: AttackConfig, net: Am
             batch_steps=backend.steps,
             steps=[r.steps for r in results],
             protected=[r.protected for r in results],
-            alone=[r.jpeg_alone for r in results],
+            alone=[r.states["already"] or r.states["alone"] for r in results],
         )
         return outcome, [r.method for r in results]
 
@@ -177,7 +177,7 @@ def table(rows: list[dict]) -> Table:
         out.add_column(column, justify="right")
     for r in rows:
         out.add_row(
-            r["victim"], r["setting"], f"{r['success_rate']:.0%} ({r['jpeg_alone_rate']:.0%})", f"{r['win_rate']:.0%}",
+            r["victim"], r["setting"], f"{r['success_rate']:.0%} ({r['alone_rate']:.0%})", f"{r['win_rate']:.0%}",
             f"{r['protector_alone_rate']:.0%}", f"{r['images_per_s']:.2f}", f"{r['cpu_s_per_image']:.2f}",
             f"{r['mean_steps']:.1f}", f"{r['psnr_median']:.1f} dB",
         )

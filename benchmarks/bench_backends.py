@@ -53,7 +53,8 @@ def load(name: str) -> Victim:
         return ResNet50Places365(places365_architecture())
     from camo_engine.victims import load_victim
 
-    return load_victim(name)
+    # ONNX graphs need a fixed input geometry: BRISQUE's 512x384 view, not its native default.
+    return load_victim(name, **({"long_side": 512, "short_side": 384} if name == "brisque" else {}))
 
 
 def timed(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:

@@ -88,7 +88,7 @@ def main() -> None:
         wall = statistics.median(walls[label])
         failed = [names[r.index] for r in res if not r.protected]
         print(
-            f"{label:<32} {sum(r.protected for r in res) / n:>8.1%} {sum(r.jpeg_alone for r in res) / n:>6.1%} "
+            f"{label:<32} {sum(r.protected for r in res) / n:>8.1%} {sum(r.states['alone'] for r in res) / n:>6.1%} "
             f"{statistics.fmean(r.steps for r in res):>10.2f} {rows[label]:>5} {n / wall:>9.2f} "
             f"{statistics.median(psnr(fitted[r.index], r.rgb) for r in res):>6.1f}  {' '.join(failed)}"
         )

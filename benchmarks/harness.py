@@ -9,9 +9,9 @@ Success is always honest: the protected photo is quantised, re-encoded as JPEG a
 against what the victim says of the original after the same re-encoding, with the share that
 JPEG alone changes reported beside it.  Every tool pays for that verdict in its timed run: ours
 reaches it inside its loop (it is what stops early, :class:`camo_engine.attack.AttackResult`);
-every other tool's run ends with :func:`camo_engine.attack.verdict.judge` on its output (see
+every other tool's run ends with :class:`camo_engine.attack.verdict.PanelJudge` on its output (see
 :func:`with_verdict`), the same definition, which a user of that tool would need to know which
-photos are protected.  In ``--compare`` ours is also judged by ``judge`` (outside its timing),
+photos are protected.  In ``--compare`` ours is also judged that way (outside its timing),
 and a disagreement with its own verdicts is a note.
 """
 
@@ -39,14 +39,15 @@ from PIL import Image
 from torch import Tensor
 
 from ..attack import IFGSM, AttackConfig
+from ..attack.verdict import PanelJudge, panel_states
 from ..backends import GradientBackend, Step, make_backend
 from ..io import jpeg, strict_json
 from ..io.load import load_image
-from ..attack.verdict import baseline, jpeg_condition, judge, outputs_of, seen_outputs
 from ..measure.evaluate import write_csv
 from ..measure.fidelity import linf, psnr
 from ..measure.flops import matmul_peak_gflops, torch_threads, victim_work_per_row
 from ..samples import sample_paths
+from ..threat import Panel, builtin_panel, resolve_panel
 from ..victims import Victim, load_victim
 from . import reference_hcmus
 
@@ -180,16 +181,24 @@ def measure(tool: Tool, images: list[np.ndarray], warm_count: int, timing: Timin
     return walls, median_run, peak_rss_mib()
 
 
-def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, quality: int) -> Tool:
-    """``tool``, then the honest verdict on its output (re-encoded at JPEG ``quality``, judged
-    against the original's own verdict after the same re-encoding), inside the same timed run:
-    ours reaches that verdict inside its loop, so every tool's time includes it."""
-    condition = jpeg_condition(quality)
+def panel_verdicts(judge: PanelJudge, images: list[np.ndarray], adversarial: list[np.ndarray]) -> tuple[list[bool], list[bool]]:
+    """Protected under every view of the judge's panel, and protected without the attack
+    (the original as it was, or the channels alone), per photo."""
+    states = [panel_states(v) for v in judge.judge_pairs(images, adversarial)]
+    return [s["protected"] for s in states], [s["already"] or s["alone"] for s in states]
+
+
+def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, panel: Panel, written: str) -> Tool:
+    """``tool``, then the honest verdict on its output (every view of ``panel``, each judged
+    against the original seen through the same view), inside the same timed run: ours reaches
+    that verdict inside its loop, so every tool's time includes it.  ``written`` is how the
+    output becomes the shared file (e.g. ``jpeg:90``), as for ours."""
+    judge = PanelJudge(victim, backend, panel, written)
 
     def run(images: list[np.ndarray]) -> Outcome:
         outcome = tool(images)
-        judged = judge(victim, backend, images, outcome.adversarial, condition)
-        return dataclasses.replace(outcome, protected=judged.protected.tolist(), alone=judged.alone.tolist())
+        protected, alone = panel_verdicts(judge, images, outcome.adversarial)
+        return dataclasses.replace(outcome, protected=protected, alone=alone)
 
     return run
 
@@ -210,7 +219,7 @@ def outcome_row(images: list[np.ndarray], walls: list[float], outcome: Outcome, 
         "wall_max_s": max(walls),
         "images_per_s": n / wall,
         "success_rate": success,
-        "jpeg_alone_rate": sum(alone) / n,
+        "alone_rate": sum(alone) / n,
         "protections_per_s": success * n / wall,
         # The spread over the timed runs: the slowest and the fastest run.
         "protections_per_s_min": success * n / max(walls),
@@ -241,7 +250,7 @@ def ours(victim: Victim, backend: CountingBackend, config: AttackConfig) -> Tool
             backend_seconds=backend.seconds,
             steps=[r.steps for r in results],
             protected=[r.protected for r in results],
-            alone=[r.jpeg_alone for r in results],
+            alone=[r.states["already"] or r.states["alone"] for r in results],
         )
 
     return run
@@ -289,11 +298,11 @@ class VerdictLogits(torch.nn.Module):
 
 
 def verdict_targets(victim: Victim, backend: GradientBackend, images: list[np.ndarray], quality: int) -> Tensor:
-    """The verdict's targets for each photo (:func:`camo_engine.attack.verdict.baseline`): what
-    the victim says of the original and of its JPEG re-encode, as the attack loop starts from."""
-    clean = outputs_of(victim, backend, [jpeg.to_float(im) for im in images])
-    seen = seen_outputs(victim, backend, images, jpeg_condition(quality))
-    return baseline(victim, clean, seen)[0]
+    """The verdict's targets for each photo under the victim's own reading after the JPEG
+    re-encode (:meth:`PanelJudge.baseline`): what the victim says of the original and of its
+    re-encode, as the attack loop starts from."""
+    judge = PanelJudge(victim, backend, builtin_panel("low", victim.deployment_readings, quality), f"jpeg:{quality}")
+    return torch.stack([base.targets[0] for base in judge.baseline(images, images)])
 
 
 def torchattacks_tool(
@@ -472,7 +481,7 @@ def run_point(
 
 def success_text(row: dict[str, Any]) -> str:
     """A success rate, always with the JPEG-alone share beside it."""
-    return f"{row['success_rate']:.0%} (JPEG alone {row['jpeg_alone_rate']:.0%})"
+    return f"{row['success_rate']:.0%} (alone {row['alone_rate']:.0%})"
 
 
 def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: AttackConfig, timing: Timing, tools: Sequence[str], log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -481,6 +490,7 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
     fitted = [fit(rgb, victim.geometry(*rgb.shape[:2])) for rgb in images]
     config = dataclasses.replace(config, batch_size=point.batch_size)
     judge_backend = make_backend("torch", victim)
+    panel = resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
     candidates, notes = contenders(victim, config, tools)
     setting = "ours" if config.alpha_start is None else f"ours, first step {config.alpha_start * 255:.3g}/255"
     ours_entry = Contender(OURS, setting, config.eps, config.alpha, config.steps, point.batch_size,
@@ -494,11 +504,11 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
                 notes.append(f"{entry.tool}: skipped, not installed ({exc})")
                 continue
             if entry is not ours_entry:
-                tool = with_verdict(tool, victim, judge_backend, config.jpeg_quality)
+                tool = with_verdict(tool, victim, judge_backend, panel, config.written)
             walls, outcome, peak = measure(tool, fitted, entry.batch_size, timing)
             victim.to(memory_format=torch.contiguous_format)
             if entry is ours_entry:
-                notes += _check_own_verdicts(victim, judge_backend, fitted, outcome, config.jpeg_quality)
+                notes += _check_own_verdicts(PanelJudge(victim, judge_backend, panel, config.written), fitted, outcome)
             row = {
                 "victim": victim.name, "tool": entry.tool, "setting": entry.setting, "objective": entry.objective,
                 "eps": entry.eps, "alpha": entry.alpha, "steps": entry.steps, "batch_size": entry.batch_size,
@@ -511,14 +521,13 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
     return _with_ratios(rows), notes
 
 
-def _check_own_verdicts(victim: Victim, backend: GradientBackend, images: list[np.ndarray], outcome: Outcome, quality: int) -> list[str]:
+def _check_own_verdicts(judge: PanelJudge, images: list[np.ndarray], outcome: Outcome) -> list[str]:
     """Judge ours as the others are judged (untimed); a note where that differs from its own verdicts."""
-    judged = judge(victim, backend, images, outcome.adversarial, jpeg_condition(quality))
-    protected, alone = judged.protected.tolist(), judged.alone.tolist()
+    protected, alone = panel_verdicts(judge, images, outcome.adversarial)
     if (protected, alone) == (outcome.protected, outcome.alone):
         return []
-    return [f"{victim.name}: ours: the shared judge disagrees with the attack's own verdicts: protected "
-            f"{sum(protected)} vs {sum(outcome.protected or [])}, JPEG alone {sum(alone)} vs {sum(outcome.alone or [])}"
+    return [f"{judge.victim.name}: ours: the shared judge disagrees with the attack's own verdicts: protected "
+            f"{sum(protected)} vs {sum(outcome.protected or [])}, alone {sum(alone)} vs {sum(outcome.alone or [])}"
             f" of {len(images)}"]
 
 

@@ -23,7 +23,7 @@ from .io.load import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, load_image
 from .io.report import ReportWriter, Summary, read_rows, summarise, write_summary
 from .io.write import MetadataPolicy, atomic_write, encode_output, pixels_to_protect
 from .measure.contact_sheet import (
-    Panel,
+    Tile,
     amplified_difference,
     thumbnail,
     write_contact_sheet,
@@ -70,7 +70,7 @@ def protect_files(
         jobs = [job for job in jobs if str(job.source) not in done]
     victim = protector.victim.name
     rows: list[dict[str, Any]] = []
-    sheet: list[list[Panel]] = []
+    sheet: list[list[Tile]] = []
     pending: list[tuple[Job, LoadedImage]] = []
     started = time.perf_counter()
 
@@ -135,7 +135,7 @@ def protect_files(
 
 def _sheet_row(
     job: Job, loaded: LoadedImage, result: Protected, row: dict[str, Any], enhanced: bool
-) -> list[Panel]:
+) -> list[Tile]:
     amplified, gain = amplified_difference(result.unattacked, result.rgb)
     verdict = "protected" if result.protected else "NOT protected"
     return [
@@ -170,15 +170,7 @@ def _write(
         "status": "ok",
         "error": "",
         "victim": victim,
-        "before": result.before,
-        "after": result.after,
-        "protected": result.protected,
-        "jpeg_alone": result.jpeg_alone,
-        "win": result.win,
-        "steps": result.steps,
-        "method": result.method,
-        **result.fidelity,
-        "seconds": result.seconds,
+        **result.report_fields(),
         "metadata_removed": removed,
         "warnings": loaded.warnings,
     }

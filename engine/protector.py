@@ -22,33 +22,57 @@ from torch import nn
 
 from .amortised import AmortisedNet, amortised_for, amortised_starts
 from .attack import IFGSM, AttackConfig, AttackResult
+from .attack.strength import strength as strength_preset
 from .backends import GradientBackend, make_backend
 from .enhance import parse_enhancers
 from .io import jpeg
 from .measure.fidelity import fidelity
+from .threat import resolve_panel
 from .victims import Victim, load_victim
 
 
 @dataclass
 class Protected:
-    """One protected photo and its verdicts (all taken after JPEG re-encoding)."""
+    """One protected photo and its verdicts under every view of the panel: the one per-photo
+    record (the report row is made from it)."""
 
     index: int
     rgb: np.ndarray  # (H, W, 3) uint8
     unattacked: np.ndarray  # (H, W, 3) uint8: the output without the attack (enhanced, if so)
-    protected: bool  # the victim's verdict on the re-encoded output
-    jpeg_alone: bool  # re-encoding alone already changed the verdict on the original
-    steps: int  # I-FGSM steps spent (finishing steps after a protector)
+    protected: bool  # protected under every view of the panel
+    already: bool  # the original as it is was already judged so under every view
+    alone: bool  # the channels (and enhancement) alone, without the attack, already did it
+    win: bool  # protected, and neither of the above
+    steps: int  # I-FGSM steps spent (finishing steps after an amortised net)
     method: str  # "i-fgsm", "protector" (its output as is) or "protector+i-fgsm"
-    before: str | float  # victim's score / top-1 on the re-encoded original
-    after: str | float  # ... and on the re-encoded protected photo
+    before: str | float  # victim's score / top-1 of the un-attacked output (headline view)
+    after: str | float  # ... and of the protected photo
     seconds: float
+    strength: str
+    panel: str
+    views: list[dict[str, Any]] = field(default_factory=list)  # per view: name and states
     fidelity: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def win(self) -> bool:
-        """Protected, and not merely by the re-encoding itself."""
-        return self.protected and not self.jpeg_alone
+    def report_fields(self) -> dict[str, Any]:
+        """The report row's fields about the attack (the pipeline adds the file fields)."""
+        failed = [v["view"] for v in self.views if not v["protected"]]
+        return {
+            "strength": self.strength,
+            "panel": self.panel,
+            "before": self.before,
+            "after": self.after,
+            "protected": self.protected,
+            "already": self.already,
+            "alone": self.alone,
+            "win": self.win,
+            "views_protected": f"{len(self.views) - len(failed)}/{len(self.views)}",
+            "failed_views": " ".join(failed),
+            "steps": self.steps,
+            "method": self.method,
+            **self.fidelity,
+            "seconds": self.seconds,
+            "views": self.views,
+        }
 
 
 def as_image(rgb: np.ndarray, index: int) -> torch.Tensor:
@@ -76,6 +100,11 @@ class Protector:
     its working size; its output is judged after JPEG like any other, and the photos it did
     not protect get up to ``finish_steps`` I-FGSM steps from there (0: the protector alone).
     The checkpoint must have been trained against this victim, at ``config.eps``.
+
+    ``strength`` (``low``, ``medium`` — the default — or ``high``) picks the panel of views a
+    photo must hold under, the margin, eps, alpha and step budget (:mod:`camo_engine.attack.strength`);
+    ``config`` replaces the preset's attack settings (the report then names the strength
+    ``custom``), and an explicit ``target``/``confidence`` replaces its margin.
     """
 
     def __init__(
@@ -89,6 +118,7 @@ class Protector:
         through: bool = False,
         amortised: AmortisedNet | Path | str | None = None,
         finish_steps: int = 0,
+        strength: str | None = None,
         **victim_options: Any,
     ) -> None:
         self.enhancer = parse_enhancers(enhance) if isinstance(enhance, str) else enhance
@@ -100,8 +130,16 @@ class Protector:
                 "drop --through to enhance first and attack the enhanced photo"
             )
         self.through = through
-        self.victim = victim if isinstance(victim, Victim) else load_victim(victim, **victim_options)
-        self.config = config or AttackConfig()
+        preset = strength_preset(strength or "medium")
+        self.strength = strength or ("medium" if config is None else "custom")
+        self.config = config or preset.config
+        if isinstance(victim, Victim):
+            self.victim = victim
+        else:
+            self.victim = load_victim(victim, **victim_options)
+            # A strength's margin, unless the caller set the victim's own (target, confidence).
+            if not {"target", "confidence"} & {k for k, v in victim_options.items() if v is not None}:
+                self.victim.scale_margin(preset.margin_scale.get(self.victim.kind, 1.0))
         self.net = self._amortised_net(amortised, finish_steps)
         # With a protector, I-FGSM only finishes what it left: its budget is finish_steps.
         self.attack_config = (
@@ -112,6 +150,7 @@ class Protector:
             if not isinstance(backend, str)
             else make_backend(backend, self.victim, **(backend_options or {}))
         )
+        self.panel = resolve_panel(self.config.panel, self.victim.deployment_readings, self.config.jpeg_quality)
 
     def protect_iter(self, images: Iterable[np.ndarray]) -> Iterator[Protected]:
         """Protect a stream of (H, W, 3) uint8 photos; yields results as they finish.
@@ -130,7 +169,7 @@ class Protector:
         # (centres, originals[, inits]): without a protector the attack starts at the centres.
         streams = itertools.tee(starts(), 2 if self.net is None else 3)
         attack = IFGSM(
-            self.victim, self.backend, self.attack_config, self.enhancer if self.through else None
+            self.victim, self.backend, self.attack_config, self.enhancer if self.through else None, self.panel
         )
         results = attack.run(*(map(itemgetter(k), s) for k, s in enumerate(streams)))
         for result in results:
@@ -169,19 +208,31 @@ class Protector:
             return self.enhancer(original[None])[0].clamp(0, 1)
 
     def _describe(self, result: AttackResult) -> Protected:
-        before = self.victim.describe(result.before.outputs)[0]
-        after = self.victim.describe(result.after.outputs)[0]
+        describe = self.victim.describe
+        states = result.states
         return Protected(
             index=result.index,
             rgb=result.rgb,
             unattacked=result.unattacked,
-            protected=result.protected,
-            jpeg_alone=result.jpeg_alone,
+            **states,
             steps=result.steps,
             method=self._method(result.steps),
-            before=before,
-            after=after,
+            before=describe(result.before.outputs)[0],
+            after=describe(result.after.outputs)[0],
             seconds=round(result.seconds, 4),
+            strength=self.strength,
+            panel=self.panel.name,
+            views=[
+                {
+                    "view": v.view,
+                    "protected": v.protected,
+                    "alone": v.alone,
+                    "already": v.already,
+                    "before": describe(v.before)[0],
+                    "after": describe(v.after)[0],
+                }
+                for v in result.views
+            ],
             # Against the un-attacked output: the cost of the perturbation, not of enhancement.
             fidelity=fidelity(result.unattacked, result.rgb),
         )

@@ -19,6 +19,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor
 
+from ..kernels.brisque import plain_formulation
 from ..victims.base import Victim
 
 MAX_REL_ERR = 1e-4
@@ -91,9 +92,10 @@ class ExportCheckError(AssertionError):
 
 
 def torch_reference(victim: Victim, batch: Tensor, targets: Tensor) -> Triple:
-    """Outputs, loss and input gradient by torch autograd (what ``TorchBackend.step`` does)."""
+    """Outputs, loss and input gradient by torch autograd (what ``TorchBackend.step`` does), of
+    the plain torch formulation that is exported (not a fused kernel's)."""
     x = batch.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), plain_formulation():
         outputs = victim.network(x).float()
         loss = victim.loss(outputs, targets)
         (g,) = torch.autograd.grad(loss.sum(), x)

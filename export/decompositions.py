@@ -1,7 +1,8 @@
 """Decompositions that let a traced input-gradient graph reach ONNX.
 
 ``make_fx`` applies these while tracing ``torch.func.grad``: every op below either has no
-onnxscript translation (``convolution_backward``, ``lgamma``, ``digamma``, ``searchsorted``) or
+onnxscript translation (``convolution_backward``, ``avg_pool2d_backward``, ``lgamma``,
+``digamma``, ``searchsorted``) or
 would give ONNX an attribute that depends on the batch size (a depthwise convolution with one
 group per image, as BRISQUE's separable blur uses).
 """
@@ -134,6 +135,44 @@ def convolution_backward(
     return g, None, None
 
 
+def avg_pool2d_backward(
+    grad_out: Tensor,
+    x: Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Tensor:
+    """Each output's gradient over its window's divisor, spread back over the window.
+
+    The spreading is a transposed convolution with a ones kernel, run on the channels as a batch
+    of single-channel images; ``count_include_pad=False`` divides by the count of real pixels in
+    each window (a convolution of a ones image, as InceptionResNetV2's pools need).
+    """
+    if ceil_mode:
+        return NotImplemented
+    kh, kw = (list(kernel_size) * 2)[:2]
+    sh, sw = (list(stride or kernel_size) * 2)[:2]
+    ph, pw = (list(padding) * 2)[:2]
+    n, c, h, w = x.shape
+    out_h, out_w = grad_out.shape[-2:]
+    ones = x.new_ones(1, 1, kh, kw)
+    step, pad, unit = [sh, sw], [ph, pw], [1, 1]
+    if divisor_override:
+        divisor: Tensor | int = divisor_override
+    elif count_include_pad:
+        divisor = kh * kw  # floor mode: no window reaches past the padded border
+    else:
+        divisor = aten.convolution(x.new_ones(1, 1, h, w), ones, None, step, pad, unit, False, [0, 0], 1)
+    spread = (grad_out / divisor).reshape(n * c, 1, out_h, out_w)
+    # Rows/columns past the last window get no gradient (output_padding adds them as zeros).
+    extra = [h - ((out_h - 1) * sh - 2 * ph + kh), w - ((out_w - 1) * sw - 2 * pw + kw)]
+    g = aten.convolution(spread, ones, None, step, pad, unit, True, extra, 1)
+    return g.reshape(n, c, h, w)
+
+
 def replication_pad2d_backward(grad_out: Tensor, x: Tensor, padding: Sequence[int]) -> Tensor:
     """Sum the replicated border rows/columns back onto the edge pixels they copy."""
     left, right, top, bottom = padding
@@ -154,6 +193,7 @@ def gradient_decompositions() -> dict[torch._ops.OpOverload, Callable[..., objec
             aten.convolution.default: convolution,
             aten.convolution_backward.default: convolution_backward,
             aten.replication_pad2d_backward.default: replication_pad2d_backward,
+            aten.avg_pool2d_backward.default: avg_pool2d_backward,
             aten.lgamma.default: lgamma,
             aten.digamma.default: digamma,
             aten.searchsorted.Tensor: searchsorted,

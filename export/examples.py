@@ -15,8 +15,19 @@ Geometry = tuple[int, int]
 
 
 def victim_geometries(victim: Victim) -> list[Geometry]:
-    """The distinct input sizes of a victim whose geometry depends on orientation at most."""
-    return sorted({victim.geometry(h, w) for h, w in ((3, 4), (4, 3), (4, 4))})
+    """The distinct input sizes of a victim whose geometry depends on orientation at most.
+
+    A victim that reads photos at their own size (BRISQUE by default) has no fixed geometry to
+    export: it is refused with the reason.
+    """
+    shapes = ((3, 4), (4, 3), (4, 4))
+    geometries = {victim.geometry(h, w) for h, w in shapes}
+    if geometries != {victim.geometry(10 * h, 10 * w) for h, w in shapes}:
+        raise ValueError(
+            f"victim {victim.name!r} reads each photo at its own size; ONNX graphs need a fixed "
+            "input geometry (for BRISQUE: long_side=512, short_side=384)"
+        )
+    return sorted(geometries)
 
 
 def sample_images(count: int | None = None) -> list[Tensor]:

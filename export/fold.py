@@ -2,7 +2,8 @@
 
 The exported graphs then carry no BatchNormalization at all (forward or backward), which is
 what TensorRT and onnxruntime would do at load time anyway, and the input gradient becomes
-one transposed convolution per convolution.
+one transposed convolution per convolution.  A batch norm that no convolution alone feeds
+(KonCept512's BatchNorm1d layers sit after a ReLU) becomes its eval-mode per-channel affine map.
 """
 
 from __future__ import annotations
@@ -20,12 +21,32 @@ class _ConvLeafTracer(fx.Tracer):
         return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, qualname)
 
 
+class ChannelAffine(nn.Module):
+    """An eval-mode batch norm as ``x * scale + shift`` along dimension 1."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("shift", shift.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (x.ndim - 2)
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
 def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def fold_module(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with each BatchNorm2d folded into the Conv2d that alone feeds it."""
+    """A copy of ``module`` with each BatchNorm2d folded into the Conv2d that alone feeds it,
+    and every other batch norm replaced by its :class:`ChannelAffine`."""
     module = copy.deepcopy(module).eval()
     graph = _ConvLeafTracer().trace(module)
     modules = dict(module.named_modules())
@@ -44,10 +65,14 @@ def fold_module(module: nn.Module) -> nn.Module:
         conv.weight, conv.bias = weight, bias
         node.replace_all_uses_with(source)
         graph.erase_node(node)
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            parent, _, name = node.target.rpartition(".")
+            setattr(module.get_submodule(parent), name, ChannelAffine(modules[node.target]))
     folded = fx.GraphModule(module, graph)
     folded.delete_all_unused_submodules()
     if _has_batchnorm(folded):
-        raise ValueError(f"{type(module).__name__}: a BatchNorm layer does not follow a convolution alone")
+        raise ValueError(f"{type(module).__name__}: a BatchNorm layer is not a module call (fused into another layer?)")
     return folded.requires_grad_(False)
 
 

@@ -139,4 +139,5 @@ def places365():
 def brisque():
     from camo_engine.victims.brisque import load_brisque
 
-    return load_brisque()
+    # ONNX graphs need a fixed input geometry: the 512x384 view, not the native default.
+    return load_brisque(long_side=512, short_side=384)

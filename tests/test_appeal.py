@@ -1,11 +1,10 @@
-"""Appeal measures: NIQE against scikit-video's code, the rest on known cases, NIMA loading."""
+"""Appeal measures: NIQE against scikit-video's code, the rest on known cases (NIMA: test_victims_user.py)."""
 
 from __future__ import annotations
 
 import sys
 import types
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +12,9 @@ import scipy.io
 import scipy.linalg
 import scipy.ndimage
 import torch
-import torchvision
 from camo_engine.enhance import adjust_pillow
 from camo_engine.io.jpeg import to_float, to_uint8
 from camo_engine.measure import appeal
-from camo_engine.victims.checkpoint import CheckpointError
 from PIL import Image
 
 
@@ -132,58 +129,3 @@ def test_appeal_scores_has_every_measure(photos: dict[str, np.ndarray]) -> None:
     assert all(np.isfinite(v) for v in scores.values())
     with pytest.raises(ValueError, match="uint8"):
         appeal.appeal_scores(photos["coffee"].astype(np.float32))
-
-
-# --- NIMA ------------------------------------------------------------------------------------
-
-
-def random_nima_checkpoint(path: Path, wrap: bool = False) -> Path:
-    """A checkpoint of the accepted layout: torchvision mobilenet_v2(num_classes=10), random."""
-    torch.manual_seed(0)
-    state = torchvision.models.mobilenet_v2(num_classes=10).state_dict()
-    if wrap:  # as DataParallel training scripts save it
-        state = {"state_dict": {f"module.{k}": v for k, v in state.items()}}
-    torch.save(state, path)
-    return path
-
-
-@pytest.mark.parametrize("wrap", [False, True])
-def test_load_nima_reads_the_accepted_layout(tmp_path: Path, wrap: bool) -> None:
-    path = random_nima_checkpoint(tmp_path / "nima.pth", wrap)
-    saved = torch.load(path, weights_only=True)
-    key = "classifier.1.weight"
-    weight = saved["state_dict"][f"module.{key}"] if wrap else saved[key]
-    torch.testing.assert_close(appeal.load_nima(path).classifier[1].weight, weight)
-
-
-@pytest.mark.slow  # MobileNetV2's first forward passes take seconds on 2 busy cores
-def test_nima_scores_are_distribution_means(photos: dict[str, np.ndarray], tmp_path: Path) -> None:
-    model = appeal.load_nima(random_nima_checkpoint(tmp_path / "nima.pth"))
-    images = torch.stack([to_float(photos[n][:224, :224]) for n in ("coffee", "chelsea")])
-    with torch.no_grad():
-        distribution = model(images)
-        score = model.score(images)
-    torch.testing.assert_close(distribution.sum(dim=1), torch.ones(2))
-    torch.testing.assert_close(score, distribution @ torch.arange(1.0, 11.0))
-    assert 1 <= appeal.appeal_scores(photos["coffee"], nima=model)["nima"] <= 10
-
-
-def test_load_nima_refuses_wrong_files(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.pth"
-    empty.write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty"):
-        appeal.load_nima(empty)
-    junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
-        appeal.load_nima(junk)
-    imagenet_head = tmp_path / "imagenet.pth"
-    torch.save(torchvision.models.mobilenet_v2().state_dict(), imagenet_head)
-    with pytest.raises(CheckpointError, match=r"wrong shape.*classifier\.1\."):
-        appeal.load_nima(imagenet_head)
-    other_layout = tmp_path / "resnet.pth"
-    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), other_layout)
-    with pytest.raises(CheckpointError, match="missing keys"):
-        appeal.load_nima(other_layout)
-    with pytest.raises(CheckpointError, match="no such file"):
-        appeal.load_nima(tmp_path / "absent.pth")

@@ -32,7 +32,9 @@ def to_array(image: torch.Tensor) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def victim() -> Brisque:
-    return load_brisque()
+    # The fixed 512x384 view (one of BRISQUE's deployment readings): these checks batch and
+    # compare at one geometry; the native default is checked in test_robust and test_brisque_fast.
+    return load_brisque(long_side=512, short_side=384)
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +177,11 @@ def test_sample_photos_stay_well_below_threshold_after_jpeg90(
 def test_registry_and_objective() -> None:
     victim = load_victim("brisque", threshold=45.0, target=65.0)
     assert isinstance(victim, Brisque) and victim.name == "brisque"
-    assert victim.geometry(600, 400) == (512, 384) and victim.geometry(400, 600) == (384, 512)
+    # Native resolution by default, as every standard BRISQUE reads a photo.
+    assert victim.geometry(600, 400) == (600, 400) and victim.preprocess(torch.rand(3, 40, 30)).shape == (1, 40, 30)
+    fixed = load_victim("brisque", long_side=512, short_side=384)
+    assert fixed.geometry(600, 400) == (512, 384) and fixed.geometry(400, 600) == (384, 512)
+    assert fixed.preprocess(torch.rand(3, 40, 30)).shape == (1, 512, 384)
     outputs = torch.tensor([44.9, 45.0, 80.0])
     protected = victim.is_protected(outputs, victim.reference(outputs, outputs))
     assert protected.tolist() == [False, True, True]
-    assert victim.preprocess(torch.rand(3, 40, 30)).shape == (1, 512, 384)

@@ -20,7 +20,7 @@ from camo_engine.io.report import read_rows
 from PIL import Image
 from typer.testing import CliRunner
 
-FAST = ["-v", "efficientnet-lite0", "--steps", "2"]
+FAST = ["-v", "efficientnet-lite0", "--strength", "low", "--steps", "2"]
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -234,25 +234,32 @@ def test_step_options_are_checked_before_any_work(tmp_path, photos):
     assert not (tmp_path / "o").exists()
 
 
-def test_protect_step_defaults_are_the_library_defaults():
+def test_protect_step_defaults_are_the_strength_presets():
+    """Options left unset keep the chosen strength's values; medium is the library default."""
     import inspect
 
-    from camo_engine.attack import AttackConfig
+    from camo_engine.attack import PRESETS, AttackConfig
     from camo_engine.cli import protect
+    from camo_engine.cli.options import attack_config
 
     parameters = inspect.signature(protect).parameters
-    assert parameters["momentum"].default == AttackConfig().momentum
-    assert parameters["blur_sigma"].default == AttackConfig().blur_sigma
+    assert parameters["strength"].default == "medium"
+    assert attack_config("medium", momentum=None, blur_sigma=None) == AttackConfig()
+    for name, preset in PRESETS.items():
+        assert attack_config(name) == preset.config
+    assert attack_config("high").panel == "high" and attack_config("low").panel == "low"
 
 
 def test_attack_config_parses_levels_for_every_command():
     from camo_engine.cli.options import attack_config
 
-    config = attack_config("8/255", "0.004", "4/255", steps=3)
+    config = attack_config("low", "8/255", "0.004", "4/255", steps=3)
     assert (config.eps, config.alpha, config.alpha_start, config.steps) == (8 / 255, 0.004, 4 / 255, 3)
-    assert attack_config("8/255", "1/255", None).alpha_start is None
+    assert attack_config("low", "8/255", "1/255", None).alpha_start is None
     with pytest.raises(typer.BadParameter):
-        attack_config("eight", "1/255", None)
+        attack_config("low", "eight", "1/255", None)
+    with pytest.raises(ValueError, match="unknown strength"):
+        attack_config("extreme")
 
 
 def test_a_photo_the_attack_fails_on_fails_alone(tmp_path, photos, monkeypatch):
@@ -266,14 +273,14 @@ def test_a_photo_the_attack_fails_on_fails_alone(tmp_path, photos, monkeypatch):
     for i, name in enumerate(names):
         Image.fromarray(photos[name]).save(src / f"photo_{i}.png")
     bad = photos[names[1]].shape[:2]
-    direction = IFGSM._direction
+    views = IFGSM._views_for_step
 
-    def fragile(self, item, grad):
-        if tuple(grad.shape[1:]) == bad:
+    def fragile(self, item):
+        if tuple(item.x.shape[1:]) == bad:
             raise RuntimeError("cannot step this one")
-        return direction(self, item, grad)
+        return views(self, item)
 
-    monkeypatch.setattr(IFGSM, "_direction", fragile)
+    monkeypatch.setattr(IFGSM, "_views_for_step", fragile)
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app, ["protect", str(src), "-o", str(out), "--batch-size", "2", *FAST]

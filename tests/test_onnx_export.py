@@ -13,9 +13,9 @@ import pytest
 import torch
 from camo_engine.export import cache
 from camo_engine.export.check import MAX_REL_ERR, CheckResult, ExportCheckError, check_graphs
-from camo_engine.export.decompositions import digamma, lgamma
+from camo_engine.export.decompositions import avg_pool2d_backward, digamma, lgamma
 from camo_engine.export.examples import example_batch, example_targets
-from camo_engine.export.fold import fold_batchnorm
+from camo_engine.export.fold import fold_batchnorm, fold_module
 from camo_engine.export.manifest import Manifest, ManifestError, victim_fields
 from onnx_cases import (  # noqa: F401
     TinyClassifier,
@@ -33,6 +33,24 @@ def test_special_functions_match_torch() -> None:
     assert (digamma(x) - torch.digamma(x)).abs().max() < 1e-7
 
 
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, include_pad, divisor",
+    [
+        ((10, 14), [8, 8], [], [0, 0], False, None),  # KonCept512's 8x8 window of a 10x14 map
+        ((9, 11), [3, 3], [1, 1], [1, 1], False, None),  # InceptionResNetV2's branch pool
+        ((9, 11), [3, 3], [2, 2], [1, 1], True, None),
+        ((9, 11), [2, 3], [2, 1], [0, 0], True, 5),
+    ],
+)
+def test_avg_pool_backward_matches_autograd(size, kernel, stride, padding, include_pad, divisor) -> None:
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.avg_pool2d(x, kernel, stride or None, padding, False, include_pad, divisor)
+    grad_out = torch.randn_like(out)
+    (expected,) = torch.autograd.grad(out, x, grad_out)
+    got = avg_pool2d_backward(grad_out, x.detach(), kernel, stride, padding, False, include_pad, divisor)
+    torch.testing.assert_close(got, expected)
+
+
 def test_fold_batchnorm_keeps_outputs_and_removes_bn() -> None:
     victim = TinyClassifier()
     folded = fold_batchnorm(victim)
@@ -40,6 +58,19 @@ def test_fold_batchnorm_keeps_outputs_and_removes_bn() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in victim.modules())  # original untouched
     x = torch.randn(3, 3, 33, 33)
     torch.testing.assert_close(folded.network(x), victim.network(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fold_turns_a_batchnorm_after_an_activation_into_an_affine_map() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1)
+    ).eval()
+    head[2].running_mean.uniform_(-1, 1)
+    head[2].running_var.uniform_(0.5, 2.0)
+    folded = fold_module(head)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(folded(x), head(x))
 
 
 def _edited_victim(tmp_path, monkeypatch):

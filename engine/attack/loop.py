@@ -1,10 +1,17 @@
-"""Batched I-FGSM with per-image early stop, judged on the pixels that will be written.
+"""Batched I-FGSM with expectation over views, per-photo early stop on the panel verdict.
 
 The loop keeps up to ``batch_size`` photos (and ``pixel_budget`` pixels) in flight.  Each
-iteration runs one forward + input-gradient pass per victim geometry; every photo takes a sign
-step (see :mod:`.direction`), is projected onto the eps-ball around its start, re-encoded as a
-real JPEG and judged by a forward-only pass (:mod:`.verdict`).  A protected photo, or one out of
-steps, leaves at once and its place is refilled from the queue.
+iteration, every photo:
+
+* takes one gradient pass over a sample of ``views_per_step`` views of the panel, through
+  their differentiable stand-ins (views not yet clear of the verdict by the stop margin come
+  first, then a seeded draw of the others), plus ``jitter`` random off-panel channels; views
+  already past the target add no gradient, so the worst views drive the step;
+* takes a step along the blurred, momentum-summed gradient (:mod:`.direction`), a sign step or
+  an RMS-scaled one, projected onto the eps-ball around its start over the whole frame;
+* every ``check_every`` steps, is judged on the pixels of the written file with the real
+  codecs and resizers (:mod:`.verdict`): the views not clear last time, then every view.  A
+  photo clear under every view, or out of steps, leaves; its place is refilled.
 
 With a differentiable ``transform`` (an enhancer: "attack through the enhancer") the victim sees
 ``transform(x)``, the gradient flows back to the input ``x``, and the output is
@@ -14,9 +21,11 @@ With a differentiable ``transform`` (an enhancer: "attack through the enhancer")
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,36 +34,52 @@ from torch import Tensor
 from ..backends.base import GradientBackend
 from ..io import jpeg
 from ..kernels.ifgsm_step import sign_step_project
+from ..threat import Channel, Panel, View, resolve_panel
 from ..victims.base import Victim, check_image
 from .config import AttackConfig
-from .direction import step_direction
-from .verdict import (
-    Verdict,
-    baseline,
-    by_geometry,
-    jpeg_condition,
-    outputs_of,
-    seen_outputs,
-    verdicts,
-)
+from .direction import rms_step, step_direction
+from .verdict import Baseline, PanelJudge, ViewVerdict, network_input, panel_states
 
 
 @dataclass
 class AttackResult:
-    """The outcome for one photo."""
+    """The outcome for one photo: its pixels and a verdict under every view of the panel."""
 
     index: int
     rgb: np.ndarray  # (H, W, 3) uint8: the protected photo as it will be written
     unattacked: np.ndarray  # (H, W, 3) uint8: the output without the attack (fidelity reference)
     steps: int  # gradient steps spent
-    before: Verdict  # the un-attacked output (the original, enhanced if enhancing) after JPEG
-    after: Verdict  # the protected photo, after JPEG re-encoding
-    jpeg_alone: bool  # re-encoding (and enhancement) alone already changed the clean verdict
+    views: list[ViewVerdict]  # one per view of the panel, in panel order
+    headline: int  # the view whose outputs reports show as before/after
     seconds: float  # wall time from entering the batch to leaving it (the batch is shared)
 
     @property
+    def states(self) -> dict[str, bool]:
+        """protected / already / alone / win over the whole panel."""
+        return panel_states(self.views)
+
+    @property
     def protected(self) -> bool:
-        return self.after.protected
+        return self.states["protected"]
+
+    @property
+    def before(self) -> Verdict:
+        """The headline view's verdict on the un-attacked output."""
+        view = self.views[self.headline]
+        return Verdict(view.before, view.alone or view.already)
+
+    @property
+    def after(self) -> Verdict:
+        """The headline view's verdict on the protected photo."""
+        view = self.views[self.headline]
+        return Verdict(view.after, view.protected)
+
+
+class Verdict(NamedTuple):
+    """A victim's outputs on one photo under one view, and whether they count as protected."""
+
+    outputs: Tensor  # (1, ...) scores or logits
+    protected: bool
 
 
 @dataclass
@@ -62,14 +87,12 @@ class _Item:
     index: int
     start: Tensor
     x: Tensor
-    target: Tensor
-    before: Verdict
-    jpeg_alone: bool
-    geometry: tuple[int, int]
+    base: Baseline
     unattacked: np.ndarray
+    failing: list[int]  # views that failed the last verdict
     steps: int = 0
     velocity: Tensor | None = None  # the momentum buffer (MI-FGSM), once a step is taken
-    rgb: np.ndarray | None = None  # the judged output pixels, once finished: what is written
+    rng: random.Random = field(default_factory=random.Random)
     pixels: int = field(init=False)
     admitted: float = field(default_factory=time.perf_counter)
 
@@ -78,10 +101,11 @@ class _Item:
 
 
 class IFGSM:
-    """Iterative FGSM toward the victim's target, one sign step per iteration.
+    """Iterative FGSM toward the victim's target under every view of a panel.
 
-    >>> attack = IFGSM(victim, backend, AttackConfig(eps=8/255, alpha=1/255, steps=40))
-    >>> for result in attack.run(images): ...
+    Example:
+        >>> attack = IFGSM(victim, backend, AttackConfig(panel="medium"))
+        >>> for result in attack.run(images): ...
     """
 
     def __init__(
@@ -90,6 +114,7 @@ class IFGSM:
         backend: GradientBackend,
         config: AttackConfig,
         transform: torch.nn.Module | None = None,
+        panel: Panel | None = None,
     ) -> None:
         if transform is not None and not getattr(transform, "differentiable", True):
             raise ValueError(
@@ -100,6 +125,9 @@ class IFGSM:
         self.backend = backend
         self.config = config
         self.transform = transform
+        self.panel = panel or resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
+        self.judge = PanelJudge(victim, backend, self.panel, config.written)
+        self.headline = self.judge.headline(config.jpeg_quality)
 
     def output(self, x: Tensor) -> Tensor:
         """The photo that will be shared for the attacked input ``x``."""
@@ -116,67 +144,59 @@ class IFGSM:
         with torch.no_grad():
             return jpeg.to_uint8(self.output(x))
 
-    def judge(self, rgbs: Sequence[np.ndarray]) -> Tensor:
-        """Victim outputs on each output's uint8 pixels after the JPEG re-encode."""
-        return seen_outputs(self.victim, self.backend, rgbs, jpeg_condition(self.config.jpeg_quality))
-
+    # -- admission ----------------------------------------------------------------------------
     def _admit(
         self, indexed: Sequence[tuple[int, tuple[Tensor, Tensor, Tensor]]]
-    ) -> tuple[list[_Item], list[tuple[_Item, Verdict]]]:
-        """Baseline verdicts and attack targets for newly admitted (centre, original, init).
-
-        Returns the items to attack and those that leave at once with 0 steps: their start
-        already protects after JPEG (an amortised protector's init, say), or the budget is 0.
-        The start is judged only if it is not the centre (given init, random start): the
-        centre's verdict is the baseline ``before``, already taken.
-        """
-        items: list[_Item] = []
-        finished: list[tuple[_Item, Verdict]] = []
-        for geometry, group in by_geometry(indexed, self.victim, lambda p: p[1][0]).items():
-            unattacked = [self.output_rgb(start) for _, (start, _, _) in group]
-            before = self.judge(unattacked)
-            clean = before
-            if self.victim.needs_clean_outputs:
-                clean = outputs_of(self.victim, self.backend, [orig for _, (_, orig, _) in group])
-            targets, alone = baseline(self.victim, clean, before)
-            before_ok = self.victim.is_protected(before, targets)
-            # Where each photo starts, and its output pixels: the centre's are the un-attacked
-            # ones already judged; a given init or a random start is judged now.
-            xs, rgbs, moved = [], list(unattacked), []
-            for row, (index, (start, _, init)) in enumerate(group):
-                x = init
-                if self.config.random_start:
-                    gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
-                    x = x + (torch.rand(x.shape, generator=gen) * 2 - 1) * self.config.eps
-                if x is start:
-                    # A contiguous copy: the fused step updates x in place as one flat array,
-                    # and start is the caller's.
-                    xs.append(start.clone(memory_format=torch.contiguous_format))
-                else:
-                    xs.append(self._project(x, start))
-                    rgbs[row] = self.output_rgb(xs[row])
-                    moved.append(row)
-            now = before.clone()
-            if moved:
-                now[moved] = self.judge([rgbs[row] for row in moved])
-            now_verdicts = verdicts(self.victim, now, targets)
-            for row, (index, (start, _, _)) in enumerate(group):
-                item = _Item(
-                    index=index,
-                    start=start,
-                    x=xs[row],
-                    target=targets[row],
-                    before=Verdict(before[row : row + 1], bool(before_ok[row])),
-                    jpeg_alone=bool(alone[row]),
-                    geometry=geometry,
-                    unattacked=unattacked[row],
-                )
-                if now_verdicts[row].protected or self.config.steps == 0:
-                    item.rgb = rgbs[row]
-                    finished.append((item, now_verdicts[row]))
-                else:
-                    items.append(item)
+    ) -> tuple[list[_Item], list[AttackResult]]:
+        """Baselines for newly admitted (centre, original, init); returns the photos to attack
+        and those that leave at once with 0 steps (their start already protects under every
+        view, or the budget is 0)."""
+        if not indexed:
+            return [], []
+        unattacked = [self.output_rgb(start) for _, (start, _, _) in indexed]
+        originals = [jpeg.to_uint8(orig) for _, (_, orig, _) in indexed]
+        bases = self.judge.baseline(originals, unattacked)
+        items, finished = [], []
+        for (index, (start, _, init)), rgb, base in zip(indexed, unattacked, bases):
+            x = init
+            if self.config.random_start:
+                gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
+                x = x + (torch.rand(x.shape, generator=gen) * 2 - 1) * self.config.eps
+            # A contiguous copy: the fused step updates x in place, and start is the caller's.
+            x = start.clone(memory_format=torch.contiguous_format) if x is start else self._project(x, start)
+            item = _Item(index, start, x, base, rgb, failing=[], rng=random.Random(self.config.seed * 1_000_003 + index))
+            now = rgb if x is start or torch.equal(x, start) else self.output_rgb(x)
+            # The un-attacked output was judged by the baseline; a moved start is judged now.
+            verdicts = (
+                [ViewVerdict(v.name, b, b, self._ok(b, t), a, al) for v, b, t, a, al in zip(
+                    self.panel.views, base.before, base.targets, base.alone, base.already)]
+                if now is rgb
+                else self.judge.judge([now], [base])[0]
+            )
+            item.failing = [v for v, verdict in enumerate(verdicts) if not self._clear(verdict, base.targets[v])]
+            if not item.failing or self.config.steps == 0:
+                finished.append(self._result(item, now, verdicts))
+            else:
+                items.append(item)
         return items, finished
+
+    def _ok(self, outputs: Tensor, target: Tensor) -> bool:
+        return bool(self.victim.is_protected(outputs, target[None])[0])
+
+    def _clear(self, verdict: ViewVerdict, target: Tensor) -> bool:
+        """Protected under the view with the stop margin to spare."""
+        return verdict.protected and bool(self.victim.clear_by(verdict.after, target[None], self.config.stop_margin)[0])
+
+    def _result(self, item: _Item, rgb: np.ndarray, verdicts: list[ViewVerdict]) -> AttackResult:
+        return AttackResult(
+            index=item.index,
+            rgb=rgb,
+            unattacked=item.unattacked,
+            steps=item.steps,
+            views=verdicts,
+            headline=self.headline,
+            seconds=time.perf_counter() - item.admitted,
+        )
 
     # -- the loop -----------------------------------------------------------------------------
     def run(
@@ -189,8 +209,7 @@ class IFGSM:
 
         ``images`` are the centres of the eps-balls; ``originals`` (default: the same) are the
         photos whose verdict must change; ``inits`` (default: the centres) are where the
-        iterations start, e.g. an amortised protector's output inside the ball; given inits are
-        judged after JPEG on admission, and those that already protect take no step.  All are
+        iterations start, e.g. an amortised protector's output inside the ball.  All are
         consumed lazily, only as places in the batch free up, so a stream of any length is
         attacked in bounded memory.  ``AttackResult.index`` is the position in the stream.
         """
@@ -208,21 +227,11 @@ class IFGSM:
         while queue or active:
             admitted, finished = self._admit(self._take(queue, active))
             active += admitted
-            for group in by_geometry(active, self.victim, lambda it: it.x).values():
-                finished += self._step_group(group)
-            done = {id(it) for it, _ in finished}
-            active = [it for it in active if id(it) not in done]
-            for item, verdict in finished:
-                yield AttackResult(
-                    index=item.index,
-                    rgb=item.rgb,
-                    unattacked=item.unattacked,
-                    steps=item.steps,
-                    before=item.before,
-                    after=verdict,
-                    jpeg_alone=item.jpeg_alone,
-                    seconds=time.perf_counter() - item.admitted,
-                )
+            if active:
+                finished += self._step(active)
+            done = {r.index for r in finished}
+            active = [it for it in active if it.index not in done]
+            yield from finished
 
     def _take(
         self, queue: _Lookahead, active: list[_Item]
@@ -244,32 +253,95 @@ class IFGSM:
             pixels += size
         return taken
 
-    def _step_group(self, group: list[_Item]) -> list[tuple[_Item, Verdict]]:
-        """One forward + gradient pass and one sign step for a same-geometry group, then the
-        forward-only JPEG verdict on every stepped photo; returns the finished photos."""
-        xs = [it.x.detach().requires_grad_(True) for it in group]
+    def _views_for_step(self, item: _Item) -> list[tuple[View, Tensor]]:
+        """(view, target) pairs for one photo's gradient: failing views first (a seeded draw if
+        there are more than fit), then other panel views, then the random off-panel channels,
+        each read like a panel view and aimed at that view's target."""
+        k = self.config.views_per_step
+        failing = list(item.failing)
+        if len(failing) >= k:
+            chosen = item.rng.sample(failing, k)
+        else:
+            others = [v for v in range(len(self.panel.views)) if v not in failing]
+            chosen = failing + item.rng.sample(others, min(k - len(failing), len(others)))
+        pairs = [(self.panel.views[v], item.base.targets[v]) for v in chosen]
+        for _ in range(self.config.jitter):
+            v = item.rng.randrange(len(self.panel.views))
+            channel = Channel.parse(
+                f"scale:{item.rng.uniform(0.4, 1.0):.3f}:{item.rng.choice(('bilinear', 'bicubic'))}"
+                f"+jpeg:{item.rng.randint(65, 95)}"
+            )
+            pairs.append((View(channel, self.panel.views[v].reading), item.base.targets[v]))
+        return pairs
+
+    def _step(self, items: list[_Item]) -> list[AttackResult]:
+        """One gradient pass over each photo's sampled views, one sign step each, then the
+        panel verdict; returns the photos that finished."""
+        xs = [it.x.detach().requires_grad_(True) for it in items]
+        inputs: list[Tensor] = []
+        aims: list[Tensor] = []  # the target of each network input
         with torch.enable_grad():
-            batch = torch.stack([self.victim.preprocess(self.output(x)) for x in xs])
-        targets = torch.stack([it.target for it in group])
-        step = self.backend.step(batch.detach(), targets)
-        torch.autograd.backward(list(batch), list(step.grad))
+            for item, x in zip(items, xs):
+                # The written file's own JPEG is left out of the gradient: at the written quality
+                # it is close to the identity, and its stand-in costs as much as a view's.
+                shared = self.output(x)[None]
+                delivered: dict[object, Tensor] = {}
+                for view, target in self._views_for_step(item):
+                    if view.channel not in delivered:
+                        delivered[view.channel] = view.channel.torch(shared)
+                    inputs.append(network_input(self.victim, view.reading, delivered[view.channel][0]))
+                    aims.append(target)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for r, x in enumerate(inputs):
+            groups.setdefault(tuple(x.shape), []).append(r)
+        grads: list[Tensor] = [torch.empty(0)] * len(inputs)
+        for members in groups.values():
+            batch = torch.stack([inputs[r] for r in members])
+            targets = torch.stack([aims[r] for r in members])
+            step = self.backend.step(batch.detach(), targets)
+            # A view already past the target with its margin needs no more push.
+            past = self.victim.past_target(step.outputs, targets).view(-1, *[1] * (step.grad.ndim - 1))
+            for r, g in zip(members, step.grad.masked_fill(past, 0)):
+                grads[r] = g
+        # One backward pass for all groups: views of one photo share its channel stand-ins.
+        torch.autograd.backward(inputs, grads)
         cfg = self.config
         with torch.no_grad():
-            for x, item in zip(xs, group):
-                direction = step_direction(x.grad, item.velocity, cfg.blur_sigma, cfg.momentum)
+            for x, item in zip(xs, items):
+                grad = x.grad if x.grad is not None else torch.zeros_like(x)
+                direction = step_direction(grad, item.velocity, cfg.blur_sigma, cfg.momentum)
                 if cfg.momentum:
                     item.velocity = direction
-                # Descend the loss, fused and in place: item.x shares x's storage, and the
-                # graph that read it is gone after backward.
                 alpha = cfg.step_size(item.steps)
-                sign_step_project(x.detach(), direction, item.start, alpha, cfg.eps, out=item.x)
+                if cfg.step == "sign":
+                    # Descend the loss, fused and in place: item.x shares x's storage.
+                    sign_step_project(x.detach(), direction, item.start, alpha, cfg.eps, out=item.x)
+                else:
+                    item.x.copy_(self._project(item.x - rms_step(direction, alpha), item.start))
                 item.steps += 1
-        rgbs = [self.output_rgb(it.x) for it in group]
-        finished = []
-        for item, rgb, verdict in zip(group, rgbs, verdicts(self.victim, self.judge(rgbs), targets)):
-            if verdict.protected or item.steps >= cfg.steps:
-                item.rgb = rgb
-                finished.append((item, verdict))
+        due = [it for it in items if it.steps % cfg.check_every == 0 or it.steps >= cfg.steps]
+        return self._verdicts(due) if due else []
+
+    def _verdicts(self, items: list[_Item]) -> list[AttackResult]:
+        """Judge each stepped photo on its written pixels: the views that failed last time,
+        then the other views once those pass (or the budget is spent)."""
+        rgbs = [self.output_rgb(it.x) for it in items]
+        checked = [list(it.failing) for it in items]
+        partial = self.judge.judge(rgbs, [it.base for it in items], checked)
+        finished, rest = [], []
+        for i, (item, verdicts) in enumerate(zip(items, partial)):
+            item.failing = [v for v, verdict in zip(checked[i], verdicts) if not self._clear(verdict, item.base.targets[v])]
+            if not item.failing or item.steps >= self.config.steps:
+                rest.append(i)
+        others = [[v for v in range(len(self.panel.views)) if v not in checked[i]] for i in rest]
+        judged = self.judge.judge([rgbs[i] for i in rest], [items[i].base for i in rest], others)
+        for i, views, verdicts in zip(rest, others, judged):
+            item = items[i]
+            by_view = dict(zip(checked[i], partial[i])) | dict(zip(views, verdicts))
+            full = [by_view[v] for v in range(len(self.panel.views))]
+            item.failing = [v for v, verdict in enumerate(full) if not self._clear(verdict, item.base.targets[v])]
+            if not item.failing or item.steps >= self.config.steps:
+                finished.append(self._result(item, rgbs[i], full))
         return finished
 
 

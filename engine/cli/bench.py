@@ -38,8 +38,10 @@ from .options import (
     AlphaStartOpt,
     EpsOpt,
     JpegOpt,
+    PanelOpt,
     SeedOpt,
     StepsOpt,
+    StrengthOpt,
     attack_config,
     parse_list,
 )
@@ -129,10 +131,12 @@ def bench_command(
     channels_last: Annotated[str, typer.Option("--channels-last", help="off, on, or off,on.")] = "off",
     images: Annotated[int, typer.Option("--images", help="Photos in the workload (samples, then crops of them).")] = DEFAULT_IMAGES,
     size: Annotated[int, typer.Option("--size", help="Short side the photos are resized to.")] = DEFAULT_SIZE,
-    eps: EpsOpt = "8/255",
-    alpha: AlphaOpt = "1/255",
+    strength: StrengthOpt = "medium",
+    panel: PanelOpt = None,
+    eps: EpsOpt = None,
+    alpha: AlphaOpt = None,
     alpha_start: AlphaStartOpt = None,
-    steps: StepsOpt = 40,
+    steps: StepsOpt = None,
     jpeg_quality: JpegOpt = 90,
     seed: SeedOpt = 0,
     warmup: Annotated[int, typer.Option(help="Warm-up runs (on one batch) before timing.")] = 1,
@@ -145,7 +149,7 @@ def bench_command(
 ) -> None:
     """Benchmark the attack: images/s, successful protections/s after JPEG, step costs, memory, FLOP rate."""
     try:
-        config = attack_config(eps, alpha, alpha_start, steps=steps, jpeg_quality=jpeg_quality, seed=seed)
+        config = attack_config(strength, eps, alpha, alpha_start, steps=steps, jpeg_quality=jpeg_quality, seed=seed, panel=panel)
         workload = bench_images(images, size)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

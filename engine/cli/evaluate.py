@@ -20,10 +20,10 @@ from rich.progress import (
 from rich.console import Console
 from rich.table import Table
 
-from ..attack.verdict import conditions
 from ..measure.evaluate import (
     DEFAULT_VICTIMS,
     Evaluation,
+    channels,
     evaluate,
     write_outputs,
     write_plots,
@@ -53,19 +53,21 @@ def _rate(rate: float, alone: float) -> str:
     return "n/a" if math.isnan(rate) else f"{rate:.0%} ({alone:.0%})"
 
 
-def summary_table(evaluation: Evaluation, console: Console) -> Table:
-    """Victims x conditions: protection rate, with the condition-alone share in brackets."""
-    summary = evaluation.summary()
-    rows = []
-    for name in evaluation.victims:
-        by_condition = {r["condition"]: r for r in summary if r["victim"] == name}
-        attacked = by_condition[evaluation.conditions[0].name]["attacked"]
-        mark = {True: " (attacked)", False: " (transfer)", None: ""}[attacked]
-        rates = (_rate(by_condition[c.name]["protection_rate"], by_condition[c.name]["alone_rate"]) for c in evaluation.conditions)
-        rows.append([name + mark, *rates])
-    title = f"camo-engine evaluate: {len(evaluation.images)} pairs — protected (condition alone)"
-    headers = ["victim", *(c.label for c in evaluation.conditions)]
-    return fitted(console, title, headers, rows, ["left", *["right"] * len(evaluation.conditions)])
+def summary_table(evaluation: Evaluation) -> Table:
+    """Per victim, then per view: the protected share, and beside it the shares the channel
+    alone and the original as it was account for (readable at 80 columns)."""
+    table = Table(title=f"camo-engine evaluate: {len(evaluation.images)} pairs")
+    for column, justify in (("victim: channel | reading", "left"), ("protected", "right"), ("alone", "right"), ("already", "right")):
+        table.add_column(column, justify=justify)
+    victim = None
+    for row in evaluation.summary():
+        if row["victim"] != victim:
+            victim = row["victim"]
+            mark = {True: " (attacked)", False: " (transfer)", None: ""}[row["attacked"]]
+            table.add_row(f"[bold]{victim}{mark}", "", "", "")
+        rates = [row["protection_rate"], row["alone_rate"], row["already_rate"]]
+        table.add_row("  " + row["label"], *("n/a" if math.isnan(r) else f"{r:.0%}" for r in rates))
+    return table
 
 
 def quality_table(evaluation: Evaluation, console: Console) -> Table:
@@ -88,14 +90,23 @@ def evaluate_command(
     weights: WeightsOpt = None,
     jpeg_qualities: Annotated[str, typer.Option("--jpeg", help="JPEG qualities to re-encode at, comma-separated.")] = "95,90,75",
     resize: Annotated[str, typer.Option(help="Downscale factors, comma-separated (empty for none).")] = "0.5",
+    panel: Annotated[Optional[str], typer.Option(help="Judge under a panel instead (low, medium, high, or a .toml/.json file), with each victim's deployment readings.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write evaluation.json, evaluation.csv, verdicts.csv, images.csv here.")] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots here.")] = None,
+    nima: Annotated[Optional[Path], typer.Option("--nima", help="NIMA weights (yunxiaoshi/Neural-IMage-Assessment layout): its mean rating joins the appeal measures.")] = None,
 ) -> None:
     """Judge protected photos against their originals under JPEG re-encoding and downscaling."""
     try:
-        conds = conditions(parse_list(jpeg_qualities, int, "--jpeg"), parse_list(resize, float, "--resize"))
+        views = panel or channels(parse_list(jpeg_qualities, int, "--jpeg"), parse_list(resize, float, "--resize"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    from ..victims.nima import load_nima
+
+    try:
+        nima_measure = load_nima(nima) if nima else None
+    except ValueError as exc:  # a CheckpointError names the file and what is wrong with it
+        console.print(f"[red]camo-engine: --nima: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
     victims, failed = load_victims(list(victim or DEFAULT_VICTIMS), weights)
     for message in failed:
         console.print(f"[yellow]camo-engine: {message}")
@@ -106,7 +117,13 @@ def evaluate_command(
         TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("evaluate", total=None)
-        result = evaluate(originals, protected, victims, conds, on_pair=lambda pair: progress.advance(task))
+        try:
+            result = evaluate(
+                originals, protected, victims, views, on_pair=lambda pair: progress.advance(task), nima=nima_measure
+            )
+        except ValueError as exc:  # a panel that does not exist or does not parse
+            console.print(f"[red]camo-engine: {exc}")
+            raise typer.Exit(2) from exc
     result.notes += failed
     if not result.images:
         console.print(f"[red]camo-engine: no image pairs between {originals} and {protected}")
@@ -115,7 +132,7 @@ def evaluate_command(
         console.print(f"[yellow]camo-engine: {line}")
     for key in result.pairing.only_original + result.pairing.only_protected + result.pairing.ambiguous:
         console.print(f"[yellow]camo-engine: not paired: {key}")
-    stdout.print(summary_table(result, stdout))
+    stdout.print(summary_table(result))
     stdout.print(quality_table(result, stdout))
     written = write_outputs(result, out) if out else []
     if plots:

@@ -33,13 +33,17 @@ def parse_list(text: str, kind: type, name: str) -> list:
         raise typer.BadParameter(f"{name}: {text!r} is not a comma-separated list of {kind.__name__}") from exc
 
 
-def attack_config(eps: str, alpha: str, alpha_start: str | None, **options: Any) -> AttackConfig:
-    """The ``AttackConfig`` for the step options as typed (levels like ``8/255``)."""
-    from ..attack import AttackConfig
+def attack_config(
+    strength: str, eps: str | None = None, alpha: str | None = None, alpha_start: str | None = None, **options: Any
+) -> AttackConfig:
+    """The strength preset's ``AttackConfig`` with the options that were typed (levels like
+    ``8/255``; options left at ``None`` keep the preset's value)."""
+    from ..attack import strength_config
 
-    return AttackConfig(
-        eps=parse_level(eps),
-        alpha=parse_level(alpha),
+    return strength_config(
+        strength,
+        eps=parse_level(eps) if eps else None,
+        alpha=parse_level(alpha) if alpha else None,
         alpha_start=parse_level(alpha_start) if alpha_start else None,
         **options,
     )
@@ -51,12 +55,15 @@ ThresholdOpt = Annotated[Optional[float], typer.Option(help="Regressors: score t
 TargetOpt = Annotated[Optional[float], typer.Option(help="Regressors: L2 attack target beyond the threshold.")]
 TopKOpt = Annotated[Optional[int], typer.Option("--top-k", help="Classifiers: the true class must leave the top-k.")]
 TargetClassOpt = Annotated[Optional[int], typer.Option("--target-class", help="Classifiers: targeted mode, make this class the top-1.")]
-EpsOpt = Annotated[str, typer.Option(help="L-inf radius of the perturbation, e.g. 8/255.")]
-AlphaOpt = Annotated[str, typer.Option(help="Sign-step size, e.g. 1/255.")]
-MomentumOpt = Annotated[float, typer.Option(help="MI-FGSM momentum of the step direction (0: plain I-FGSM); see benchmarks/NOTES.md.")]
-BlurSigmaOpt = Annotated[float, typer.Option("--blur-sigma", help="Gaussian blur (pixels) of the gradient before the step, as in TI-FGSM (0: off); see benchmarks/NOTES.md.")]
+StrengthOpt = Annotated[str, typer.Option(help="low, medium or high: the panel of views to hold under, margin, eps, alpha and steps (docs/strength.md); options below override it.")]
+PanelOpt = Annotated[Optional[str], typer.Option(help="Views a photo must hold under: low, medium, high, or a .toml/.json panel file [default: from --strength].")]
+ViewsPerStepOpt = Annotated[Optional[int], typer.Option("--views-per-step", help="Views sampled for each step's gradient [default: from --strength].")]
+EpsOpt = Annotated[Optional[str], typer.Option(help="L-inf radius of the perturbation, e.g. 8/255 [default: from --strength].")]
+AlphaOpt = Annotated[Optional[str], typer.Option(help="Sign-step size, e.g. 1/255 [default: from --strength].")]
+MomentumOpt = Annotated[Optional[float], typer.Option(help="MI-FGSM momentum of the step direction (0: plain I-FGSM); see benchmarks/NOTES.md [default: 0.5].")]
+BlurSigmaOpt = Annotated[Optional[float], typer.Option("--blur-sigma", help="Gaussian blur (pixels) of the gradient before the step, as in TI-FGSM (0: off) [default: 1].")]
 AlphaStartOpt = Annotated[Optional[str], typer.Option("--alpha-start", help="A larger first step (e.g. 2/255) falling to --alpha over the first quarter of the steps: fewer steps, lower PSNR.")]
-StepsOpt = Annotated[int, typer.Option(help="Maximum I-FGSM steps per photo.")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Maximum I-FGSM steps per photo [default: from --strength].")]
 JpegOpt = Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality of the re-encode that verdicts are judged after (and of JPEG output).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Photos attacked together.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed; the same seed gives identical output bytes.")]

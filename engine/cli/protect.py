@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from PIL import Image
+from rich.table import Table
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,23 +31,25 @@ from .options import (
     JpegOpt,
     MomentumOpt,
     OnnxCacheOpt,
+    PanelOpt,
     PrecisionOpt,
     ProvidersOpt,
     SeedOpt,
     StepsOpt,
+    StrengthOpt,
     TargetClassOpt,
     TargetOpt,
     ThresholdOpt,
     ThroughOpt,
     TopKOpt,
     VictimOpt,
+    ViewsPerStepOpt,
     WeightsOpt,
     attack_config,
     backend_for,
     backend_options,
     victim_options,
 )
-from .tables import fitted
 
 
 def protect(
@@ -60,12 +63,15 @@ def protect(
     target: TargetOpt = None,
     top_k: TopKOpt = None,
     target_class: TargetClassOpt = None,
-    eps: EpsOpt = "8/255",
-    alpha: AlphaOpt = "1/255",
+    strength: StrengthOpt = "medium",
+    panel: PanelOpt = None,
+    views_per_step: ViewsPerStepOpt = None,
+    eps: EpsOpt = None,
+    alpha: AlphaOpt = None,
     alpha_start: AlphaStartOpt = None,
-    momentum: MomentumOpt = 0.5,
-    blur_sigma: BlurSigmaOpt = 1.0,
-    steps: StepsOpt = 40,
+    momentum: MomentumOpt = None,
+    blur_sigma: BlurSigmaOpt = None,
+    steps: StepsOpt = None,
     jpeg_quality: JpegOpt = 90,
     batch_size: BatchOpt = 8,
     fmt: Annotated[str, typer.Option("--format", help="Output format: jpeg (at --jpeg-quality) or png.")] = "jpeg",
@@ -113,9 +119,13 @@ def protect(
         metadata = MetadataPolicy(keep=keep_metadata, keep_gps=keep_gps)
         jobs = discover(paths)
         config = attack_config(
+            strength,
             eps,
             alpha,
             alpha_start,
+            panel=panel,
+            views_per_step=views_per_step,
+            written_jpeg=fmt == "jpeg",
             momentum=momentum,
             blur_sigma=blur_sigma,
             steps=steps,
@@ -131,6 +141,7 @@ def protect(
             enhance=enhance,
             through=through,
             amortised=protector_file,
+            strength=strength,
             finish_steps=finish_steps or 0,
             **victim_options(weights, threshold, target, top_k, target_class),
         )
@@ -170,17 +181,28 @@ def protect(
 
 
 def print_summary(summary, victim: str, output: Path) -> None:
-    """The closing table: success rate beside the JPEG-alone share, steps, speed."""
-    headers = ["photos", "failed", "protected", "JPEG alone", "wins", "median steps", "median PSNR", "images/s"]
-    row = [
-        str(summary.processed),
-        str(summary.failed),
-        f"{summary.success_rate:.1%}",
-        f"{summary.jpeg_alone_rate:.1%}",
-        f"{summary.win_rate:.1%}",
-        f"{summary.median_steps:g}",
-        f"{summary.median_psnr:.1f} dB",
-        f"{summary.images_per_second:.2f}",
-    ]
-    stdout.print(fitted(stdout, f"camo-engine protect: {victim}", headers, [row]))
+    """The closing tables, readable at 80 columns: the batch (the protected share beside the
+    shares the original or the channels alone account for), then each view of the panel."""
+    table = Table(title=f"camo-engine protect: {victim}, strength {summary.strength} (panel {summary.panel})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in (
+        ("photos (failed)", f"{summary.processed} ({summary.failed})"),
+        ("protected under every view", f"{summary.success_rate:.1%}"),
+        ("  already so before anything", f"{summary.already_rate:.1%}"),
+        ("  by the channels alone", f"{summary.alone_rate:.1%}"),
+        ("  by the attack (wins)", f"{summary.win_rate:.1%}"),
+        ("median steps", f"{summary.median_steps:g}"),
+        ("median PSNR", f"{summary.median_psnr:.1f} dB"),
+        ("images/s", f"{summary.images_per_second:.2f}"),
+    ):
+        table.add_row(name, value)
+    stdout.print(table)
+    if summary.views:
+        views = Table(title="per view: protected (channel alone)")
+        views.add_column("channel | reading")
+        views.add_column("protected (alone)", justify="right")
+        for v in summary.views:
+            views.add_row(v.view, f"{summary.rate(v.protected):.0%} ({summary.rate(v.alone):.0%})")
+        stdout.print(views)
     stdout.print(f"report: {output / 'report.jsonl'}, {output / 'report.csv'}, {output / 'summary.json'}")

@@ -1,8 +1,8 @@
-"""The JPEG re-encode that every verdict is judged after.
+"""JPEG encode and decode, and pixel conversion: the written file and the ``jpeg:Q`` channel.
 
-Sharing platforms re-save uploads as baseline JPEG; the task fixes quality 90.  Every verdict
-in the engine goes through :func:`roundtrip`, and a JPEG output file is written with the same
-encoder settings, so the pixels a user ships are exactly the pixels that were judged.
+Sharing platforms re-save uploads as baseline JPEG.  A JPEG output file is written with the
+same encoder settings as every ``jpeg:Q`` view re-encodes with, so the verdict starts from
+exactly the pixels the written file decodes to.
 """
 
 from __future__ import annotations

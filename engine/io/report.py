@@ -23,11 +23,16 @@ COLUMNS = (
     "status",
     "error",
     "victim",
+    "strength",
+    "panel",
     "before",
     "after",
     "protected",
-    "jpeg_alone",
+    "already",
+    "alone",
     "win",
+    "views_protected",
+    "failed_views",
     "steps",
     "method",
     "linf",
@@ -76,7 +81,7 @@ class ReportWriter:
     def write(self, row: dict[str, Any]) -> None:
         self._jsonl.write(strict_json.dumps(row) + "\n")
         self._jsonl.flush()
-        flat = {k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()}
+        flat = {k: "; ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items() if k in COLUMNS}
         self._csv.writerow(flat)
         self._csv_file.flush()
 
@@ -106,45 +111,79 @@ def read_rows(folder: Path) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class ViewSummary:
+    """One view of the panel over a batch: how many photos it holds for, and how many the
+    channel alone (or the original as it was) already gave."""
+
+    view: str
+    protected: int
+    alone: int
+    already: int
+
+
+@dataclass(frozen=True)
 class Summary:
     """What a batch achieved; every rate is over the photos that were processed."""
 
     processed: int
     failed: int
     protected: int
-    jpeg_alone: int
+    already: int
+    alone: int
     wins: int
     median_steps: float
     median_psnr: float
     seconds: float
+    strength: str = ""
+    panel: str = ""
+    views: tuple[ViewSummary, ...] = ()
+
+    def rate(self, count: int) -> float:
+        return count / self.processed if self.processed else math.nan
 
     @property
     def success_rate(self) -> float:
-        return self.protected / self.processed if self.processed else math.nan
+        return self.rate(self.protected)
 
     @property
-    def jpeg_alone_rate(self) -> float:
-        return self.jpeg_alone / self.processed if self.processed else math.nan
+    def already_rate(self) -> float:
+        return self.rate(self.already)
+
+    @property
+    def alone_rate(self) -> float:
+        return self.rate(self.alone)
 
     @property
     def win_rate(self) -> float:
-        return self.wins / self.processed if self.processed else math.nan
+        return self.rate(self.wins)
 
     @property
     def images_per_second(self) -> float:
         return self.processed / self.seconds if self.seconds > 0 else math.nan
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "processed": self.processed,
             "failed": self.failed,
+            "strength": self.strength,
+            "panel": self.panel,
             "success_rate": self.success_rate,
-            "jpeg_alone_rate": self.jpeg_alone_rate,
+            "already_rate": self.already_rate,
+            "alone_rate": self.alone_rate,
             "win_rate": self.win_rate,
             "median_steps": self.median_steps,
             "median_psnr": self.median_psnr,
             "images_per_second": self.images_per_second,
             "seconds": self.seconds,
+            "views": [
+                {
+                    "view": v.view,
+                    "protected_rate": self.rate(v.protected),
+                    "alone_rate": self.rate(v.alone),
+                    "already_rate": self.rate(v.already),
+                }
+                for v in self.views
+            ],
         }
 
 
@@ -160,13 +199,24 @@ def summarise(rows: Iterable[dict[str, Any]], seconds: float) -> Summary:
     rows = list(rows)
     ok = [r for r in rows if r["status"] == "ok"]
     psnrs = [r["psnr"] for r in ok if r.get("psnr") is not None]
+    views: dict[str, list[int]] = {}
+    for r in ok:
+        for v in r.get("views", []):
+            counts = views.setdefault(v["view"], [0, 0, 0])
+            counts[0] += bool(v["protected"])
+            counts[1] += bool(v["alone"])
+            counts[2] += bool(v["already"])
     return Summary(
         processed=len(ok),
         failed=len(rows) - len(ok),
         protected=sum(bool(r["protected"]) for r in ok),
-        jpeg_alone=sum(bool(r["jpeg_alone"]) for r in ok),
+        already=sum(bool(r.get("already")) for r in ok),
+        alone=sum(bool(r.get("alone")) for r in ok),
         wins=sum(bool(r["win"]) for r in ok),
         median_steps=statistics.median(r["steps"] for r in ok) if ok else math.nan,
         median_psnr=statistics.median(psnrs) if psnrs else math.nan,
         seconds=seconds,
+        strength=",".join(sorted({r.get("strength", "") for r in ok})),
+        panel=",".join(sorted({r.get("panel", "") for r in ok})),
+        views=tuple(ViewSummary(name, *counts) for name, counts in views.items()),
     )

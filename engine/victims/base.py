@@ -47,12 +47,11 @@ class Victim(nn.Module, ABC):
 
     name: str = "victim"
     kind: VictimKind = "classifier"
-    # Whether ``reference`` reads the outputs on the float original.  False when the target
-    # depends only on the re-encoded photo (a regressor's fixed target score): the attack then
-    # skips that forward pass.
-    needs_clean_outputs: bool = True
     # Whether the network is a torch graph that autograd (and the ONNX exporter) can trace.
     exportable: bool = True
+    # How deployments of this model read a photo (camo_engine.threat.readings spellings): the
+    # readings that the medium and high panels pair with every channel.
+    deployment_readings: tuple[str, ...] = ("own",)
 
     @abstractmethod
     def geometry(self, height: int, width: int) -> tuple[int, int]:
@@ -64,6 +63,13 @@ class Victim(nn.Module, ABC):
     @abstractmethod
     def preprocess(self, image: Tensor) -> Tensor:
         """Differentiable map from one (3, H, W) RGB image in [0, 1] to the network input (C, h, w)."""
+
+    def normalise(self, view: Tensor) -> Tensor:
+        """Network input (C, h, w) from a (3, h, w) RGB view in [0, 1] that a deployment's
+        reading prepared (resized, cropped): the model's own normalisation, nothing else."""
+        raise NotImplementedError(
+            f"victim {self.name!r} declares no normalisation: only its own reading ('own') applies"
+        )
 
     @abstractmethod
     def network(self, batch: Tensor) -> Tensor:
@@ -84,6 +90,21 @@ class Victim(nn.Module, ABC):
     @abstractmethod
     def is_protected(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Per-image bool (B,): does the victim's output count as protected?"""
+
+    def scale_margin(self, scale: float) -> None:
+        """Push ``scale`` times as far past the verdict's threshold (no-op for victims without
+        a margin)."""
+
+    def clear_by(self, outputs: Tensor, targets: Tensor, fraction: float) -> Tensor:
+        """Per-image bool (B,): protected with ``fraction`` of the margin to spare (0: just
+        protected).  The attack keeps pushing a photo until every view is clear by its stop
+        margin, so that channels outside the panel find some slack."""
+        return self.is_protected(outputs, targets)
+
+    def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Per-image bool (B,): already past the attack's target with its margin, so that a
+        view there needs no more push (its gradient is left out of the step)."""
+        return torch.zeros(outputs.shape[0], dtype=torch.bool)
 
     @abstractmethod
     def describe(self, outputs: Tensor) -> list[str | float]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import pickle
 from importlib.util import find_spec
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels.brisque import (
+    MscnSpec,
+    half_size,
+    map_counts,
+    mscn_moment_sums,
+    runs_eagerly,
+    weighted_channels,
+)
 from .geometry import orientation_geometry, resize
 from .objectives import QualityRegressor
 
@@ -51,6 +60,7 @@ SHAPE_MIN, SHAPE_MAX = 0.05, 20.0
 SHAPE_TABLE_SIZE = 256
 NEWTON_STEPS = 2
 MAPS_PER_SCALE = 5  # the MSCN map and its four neighbour products
+MSCN_SPEC = MscnSpec(GAUSS_TAPS, MSCN_C, VAR_EPS, HALF_CUBIC)
 
 
 def _log_moment_ratio(alpha: Tensor) -> Tensor:
@@ -82,8 +92,8 @@ def _separable(planes: Tensor, taps: tuple[float, ...], stride: int = 1) -> Tens
 def _half_scale(gray: Tensor) -> Tensor:
     """cv2.resize(gray, fx=0.5, fy=0.5, INTER_CUBIC) of a (B, 1, h, w) batch."""
     h, w = gray.shape[-2:]
-    # cv2 rounds the output size half-to-even, like Python's round, and replicates the border.
-    out_h, out_w = round(h / 2), round(w / 2)
+    # cv2 replicates the border.
+    out_h, out_w = half_size(h, w)
     padded = F.pad(gray, (1, 2 * out_w - w + 1, 1, 2 * out_h - h + 1), mode="replicate")
     return _separable(padded, HALF_CUBIC, stride=2)
 
@@ -99,22 +109,33 @@ def _with_neighbour_products(m: Tensor) -> tuple[Tensor, ...]:
     )
 
 
-def _aggd_moments(x: Tensor) -> Tensor:
-    """(3, B): the moment ratio whose inverse is the asymmetric GGD shape, and the left and
-    right variances sigma_l^2, sigma_r^2 of each image's map."""
+def _map_sums(x: Tensor) -> Tensor:
+    """(B, 4) per image of a (B, ...) map: the count of negative values, the sum of their
+    squares, the sum of squares and the sum of absolute values."""
     x = x.flatten(1)
-    n = x.shape[1]
     # A mask, not boolean indexing, keeps the batch; zeros count as right, as in the package.
     is_left = x < 0
-    n_left = torch.count_nonzero(is_left, 1).to(x.dtype)
     square = x * x
-    left_sum, total_sum = (square * is_left).sum(1), square.sum(1)
+    n_left = torch.count_nonzero(is_left, 1).to(x.dtype)
+    return torch.stack((n_left, (square * is_left).sum(1), square.sum(1), x.abs().sum(1)), 1)
+
+
+def _aggd_moments(sums: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The moment ratio whose inverse is the asymmetric GGD shape, and the left and right
+    variances sigma_l^2, sigma_r^2, from (..., 4) :func:`_map_sums` of maps of ``counts``
+    values each (both broadcast)."""
+    n_left, left_sum, total_sum, abs_sum = sums.unbind(-1)
     left = left_sum / n_left.clamp_min(1)
-    right = (total_sum - left_sum).clamp_min(0) / (n - n_left).clamp_min(1)
-    r_hat = (x.abs().sum(1) / n) ** 2 / (total_sum / n + MOMENT_EPS)
+    right = (total_sum - left_sum).clamp_min(0) / (counts - n_left).clamp_min(1)
+    r_hat = (abs_sum / counts) ** 2 / (total_sum / counts + MOMENT_EPS)
     gamma_hat = torch.sqrt((left + MOMENT_EPS) / (right + MOMENT_EPS))
     ratio = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
-    return torch.stack((ratio, left, right))
+    return ratio, left, right
+
+
+def _map_counts(like: Tensor, size: tuple[int, int]) -> Tensor:
+    """(2, 5): values per map of an (h, w) image at both scales, as a tensor like ``like``."""
+    return like.new_tensor([map_counts(*size), map_counts(*half_size(*size))])
 
 
 def _model_dir() -> Path:
@@ -146,7 +167,15 @@ def _read_svr(text: str) -> tuple[float, float, Tensor, Tensor]:
 
 
 class Brisque(QualityRegressor):
-    """BRISQUE on the grey photo resized to 384x512 (per orientation); higher = worse.
+    """BRISQUE on the grey photo at its own resolution (or, with ``long_side`` and
+    ``short_side``, resized to that size per orientation); higher = worse.
+
+    With ``long_side`` and ``short_side`` unset (the default) every photo is read at its own
+    resolution, as standard BRISQUE implementations do.  ``fused`` (default) computes the
+    per-pixel part with the streaming kernel of :mod:`camo_engine.kernels.brisque`, whose memory
+    stays bounded for 12-megapixel photos; tracing and export (``torch.export``, ``make_fx``,
+    dispatch modes) see the plain torch formulation, which gives the same values (``fused=False``
+    forces it).
 
     Default calibration, like the paper's KonCept 50 / target 30 on a 0-100 scale: a photo
     counts as low quality from ``threshold=50``, well above where real photos score after JPEG
@@ -155,17 +184,27 @@ class Brisque(QualityRegressor):
     """
 
     name = "brisque"
+    # Every standard BRISQUE (the paper, OpenCV, MATLAB, the brisque package) reads the photo at
+    # its own resolution; OpenCV's rounds the grey to uint8; the engine's former view was a
+    # fixed 512x384 downscale.
+    deployment_readings = ("own", "fixed:512x384", "gray8")
 
     def __init__(
         self,
         threshold: float = 50.0,
         target: float = 70.0,
-        long_side: int = 512,
-        short_side: int = 384,
+        long_side: int | None = None,
+        short_side: int | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__(threshold, target, higher_is_worse=True)
+        if (long_side is None) != (short_side is None):
+            raise ValueError(
+                "brisque: give both long_side and short_side, or neither for native resolution"
+            )
         self.long_side = long_side
         self.short_side = short_side
+        self.fused = fused
         models = _model_dir()
         self.gamma, self.rho, coef, support = _read_svr((models / "svm.txt").read_text())
         limits = pickle.loads((models / "normalize.pickle").read_bytes())
@@ -186,21 +225,55 @@ class Brisque(QualityRegressor):
         self.register_buffer("table_log_shape", log_shapes)
         self.register_buffer("table_log_ratio", _log_moment_ratio(log_shapes.exp()))
 
+    @property
+    def native(self) -> bool:
+        """Whether photos are read at their own resolution."""
+        return self.long_side is None
+
     def geometry(self, height: int, width: int) -> tuple[int, int]:
+        if self.long_side is None or self.short_side is None:
+            return height, width
         return orientation_geometry(height, width, self.long_side, self.short_side)
 
     def preprocess(self, image: Tensor) -> Tensor:
-        rgb = resize(image, self.geometry(image.shape[1], image.shape[2]))
-        r, g, b = GRAY_WEIGHTS
-        return (r * rgb[0] + g * rgb[1] + b * rgb[2])[None]
+        return self.normalise(resize(image, self.geometry(image.shape[1], image.shape[2])))
+
+    def normalise(self, view: Tensor) -> Tensor:
+        return weighted_channels(view, GRAY_WEIGHTS)
 
     def network(self, batch: Tensor) -> Tensor:
         # Runs in the batch's precision, at least float32: bf16 (autocast or input) would turn
         # the local variances into noise.
         with torch.autocast(batch.device.type, enabled=False):
             gray = batch.to(torch.promote_types(batch.dtype, torch.float32))
-            features = self._features((self._mscn(gray), self._mscn(_half_scale(gray))))
-            return self._svr(features).to(gray.dtype)
+            if self.fused and runs_eagerly(gray):
+                sums = mscn_moment_sums(gray.flatten(0, 1), MSCN_SPEC)
+            else:
+                sums = self._moment_sums(gray)
+            return self._svr(self._features(sums, _map_counts(gray, gray.shape[-2:]))).to(gray.dtype)
+
+    def network_mixed(self, inputs: Sequence[Tensor]) -> Tensor:
+        """``network`` for preprocessed (1, h_i, w_i) inputs of different sizes, in one call: the
+        fused kernel shares all their bands out to its threads together.
+
+        Shape:
+            - Output: (B,) scores, in input order.
+        """
+        grays = [x.to(torch.promote_types(x.dtype, torch.float32)) for x in inputs]
+        if not (self.fused and all(runs_eagerly(g) for g in grays)):
+            return torch.cat([self.network(x[None]) for x in inputs])
+        with torch.autocast(grays[0].device.type, enabled=False):
+            sums = mscn_moment_sums([g.flatten(0, 1) for g in grays], MSCN_SPEC)
+            counts = torch.stack([_map_counts(sums, g.shape[-2:]) for g in grays])
+            return self._svr(self._features(sums, counts)).to(sums.dtype)
+
+    def _moment_sums(self, gray: Tensor) -> Tensor:
+        """The plain-op formulation of :func:`mscn_moment_sums` for a (B, 1, h, w) batch."""
+        scales = (self._mscn(gray), self._mscn(_half_scale(gray)))
+        return torch.stack(
+            [torch.stack([_map_sums(x) for x in _with_neighbour_products(m)], 1) for m in scales],
+            1,
+        )
 
     def _svr(self, features: Tensor) -> Tensor:
         """Scale the (B, 36) features to [-1, 1] and apply the RBF epsilon-SVR."""
@@ -224,16 +297,16 @@ class Brisque(QualityRegressor):
         deviation = torch.sqrt(torch.sqrt(var * var + VAR_EPS**2))
         return ((gray - mean) / (deviation + MSCN_C))[:, 0]
 
-    def _features(self, scales: tuple[Tensor, ...]) -> Tensor:
-        """The (B, 18 x scales) features.  Per scale's MSCN map: its shape and variance, then
-        shape, mean, left and right variance of the horizontal, vertical and two diagonal
-        neighbour products.
+    def _features(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """The (B, 36) features from the (B, 2, 5, 4) moment sums of maps of ``counts``
+        values ((2, 5), or (B, 2, 5) for images of different sizes).  Per scale's MSCN map: its
+        shape and variance, then shape, mean, left and right variance of the horizontal,
+        vertical and two diagonal neighbour products.
 
-        The moments are taken per map; the shapes of all maps are then solved in one batched
-        call, so the special functions appear once in the graph rather than once per map.
+        The shapes of all maps are solved in one batched call, so the special functions appear
+        once in the graph rather than once per map.
         """
-        maps = [x for m in scales for x in _with_neighbour_products(m)]
-        ratio, left, right = torch.stack([_aggd_moments(x) for x in maps], 2)
+        ratio, left, right = (t.flatten(1) for t in _aggd_moments(sums, counts))
         shape = self._invert_moment_ratio(ratio)
         sigma_l = torch.sqrt(left + MOMENT_EPS)
         sigma_r = torch.sqrt(right + MOMENT_EPS)
@@ -241,7 +314,7 @@ class Brisque(QualityRegressor):
         mean = (sigma_r - sigma_l) * torch.exp(_log_moment_ratio(shape) / 2)
         fits = torch.stack([shape, mean, left, right], 2)  # (B, maps, 4)
         columns = []
-        for first in range(0, len(maps), MAPS_PER_SCALE):
+        for first in range(0, ratio.shape[1], MAPS_PER_SCALE):
             variance = (left[:, first] + right[:, first]) / 2
             products = fits[:, first + 1 : first + MAPS_PER_SCALE].flatten(1)
             columns += [shape[:, first, None], variance[:, None], products]

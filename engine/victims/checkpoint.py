@@ -20,8 +20,10 @@ class CheckpointError(ValueError):
 def read_state_dict(path: Path, prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Read a torch checkpoint: a bare state dict, or a dict holding one under ``state_dict``.
 
-    Keys lose ``prefix`` (DataParallel checkpoints such as the published Places365 ones carry
-    ``module.``).  Loading is ``weights_only``: a checkpoint is data, never code to run.
+    Keys lose ``prefix`` wherever it starts a path segment: DataParallel puts ``module.`` in
+    front of every key when it wraps the whole model (the published Places365 checkpoints), or
+    after the wrapped part's name when it wraps one part (NIMA's ``features.module.0.weight``).
+    Loading is ``weights_only``: a checkpoint is data, never code to run.
     """
     path = Path(path)
     if not path.is_file():
@@ -38,7 +40,16 @@ def read_state_dict(path: Path, prefix: str = "module.") -> dict[str, torch.Tens
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(path, "expected a state dict (or a dict with 'state_dict')")
-    return {k.removeprefix(prefix): v for k, v in obj.items()}
+    if not prefix:
+        return dict(obj)
+    return {k.removeprefix(prefix).replace("." + prefix, "."): v for k, v in obj.items()}
+
+
+def required_weights(weights: Path | str | None, victim: str, what: str) -> Path:
+    """The ``--weights`` file of a victim that needs one; a clear error naming what to give."""
+    if weights is None:
+        raise ValueError(f"{victim} needs --weights FILE: {what} (it cannot be downloaded here)")
+    return Path(weights)
 
 
 def load_into(model: nn.Module, path: Path, prefix: str = "module.") -> nn.Module:

@@ -9,7 +9,7 @@ from torch import Tensor
 from torchvision.models import ResNet50_Weights
 
 from .geometry import resize_center_crop
-from .objectives import Classifier
+from .objectives import CLASSIFIER_READINGS, Classifier
 
 INPUT_SIZE = 224
 
@@ -26,6 +26,7 @@ class EfficientNetLite0(Classifier):
     """
 
     name = "efficientnet-lite0"
+    deployment_readings = CLASSIFIER_READINGS
 
     def __init__(self, model: torch.nn.Module, **objective: object) -> None:
         super().__init__(imagenet_categories(), **objective)
@@ -35,7 +36,10 @@ class EfficientNetLite0(Classifier):
         return INPUT_SIZE, INPUT_SIZE
 
     def preprocess(self, image: Tensor) -> Tensor:
-        return (resize_center_crop(image, INPUT_SIZE) * 255 - 127) / 128
+        return self.normalise(resize_center_crop(image, INPUT_SIZE))
+
+    def normalise(self, view: Tensor) -> Tensor:
+        return (view * 255 - 127) / 128
 
     def network(self, batch: Tensor) -> Tensor:
         return self.model(batch)

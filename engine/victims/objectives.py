@@ -7,9 +7,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import Victim
+
+# How ImageNet-style classifiers are deployed: the whole frame squashed to the input size, or
+# torchvision's short-side resize + centre crop, with the two common kernels; and the engine's
+# own view (antialiased central crop).
+CLASSIFIER_READINGS = (
+    "own",
+    "squash:224:bilinear",
+    "squash:224:bicubic",
+    "crop:224:bilinear",
+    "crop:224:bicubic",
+)
 
 
 class QualityRegressor(Victim):
@@ -22,7 +33,6 @@ class QualityRegressor(Victim):
     """
 
     kind = "regressor"
-    needs_clean_outputs = False  # the target is a fixed score
 
     def __init__(self, threshold: float, target: float, higher_is_worse: bool) -> None:
         super().__init__()
@@ -37,6 +47,10 @@ class QualityRegressor(Victim):
     def reference(self, clean: Tensor, clean_jpeg: Tensor) -> Tensor:
         return torch.full_like(clean_jpeg.float(), self.target)
 
+    def scale_margin(self, scale: float) -> None:
+        """Move the target ``scale`` times as far beyond the threshold (a strength preset)."""
+        self.target = self.threshold + scale * (self.target - self.threshold)
+
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs.float() - targets) ** 2
 
@@ -45,8 +59,33 @@ class QualityRegressor(Victim):
             return outputs >= self.threshold
         return outputs <= self.threshold
 
+    def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        if self.higher_is_worse:
+            return outputs >= targets
+        return outputs <= targets
+
+    def clear_by(self, outputs: Tensor, targets: Tensor, fraction: float) -> Tensor:
+        edge = self.threshold + fraction * (targets - self.threshold)
+        return outputs >= edge if self.higher_is_worse else outputs <= edge
+
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [round(float(v), 3) for v in outputs]
+
+
+class NetworkRegressor(QualityRegressor):
+    """A quality regressor that is one torch network fed at one fixed ``input_size`` (h, w)."""
+
+    input_size: tuple[int, int]
+
+    def __init__(self, model: nn.Module, threshold: float, target: float, higher_is_worse: bool) -> None:
+        super().__init__(threshold, target, higher_is_worse)
+        self.model = model.eval().requires_grad_(False)
+
+    def geometry(self, height: int, width: int) -> tuple[int, int]:
+        return self.input_size
+
+    def network(self, batch: Tensor) -> Tensor:
+        return self.model(batch)
 
 
 class Classifier(Victim):
@@ -81,6 +120,10 @@ class Classifier(Victim):
         self.target_class = target_class
         self.confidence = float(confidence)
 
+    def scale_margin(self, scale: float) -> None:
+        """Ask for ``scale`` times the logit margin (a strength preset)."""
+        self.confidence *= scale
+
     @property
     def num_classes(self) -> int:
         return len(self.categories)
@@ -109,6 +152,12 @@ class Classifier(Victim):
 
     def is_protected(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.margin(outputs, targets) < 0
+
+    def past_target(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return self.margin(outputs, targets) <= -self.confidence
+
+    def clear_by(self, outputs: Tensor, targets: Tensor, fraction: float) -> Tensor:
+        return self.margin(outputs, targets) < -fraction * self.confidence
 
     def describe(self, outputs: Tensor) -> list[str | float]:
         return [self.categories[int(i)] for i in outputs.argmax(1)]

@@ -81,6 +81,9 @@ class OnnxModel:
             view = resize_center_crop(image, self.height, self.crop_fraction)
         else:
             view = resize(image, (self.height, self.width))
+        return self.normalise(view)
+
+    def normalise(self, view: Tensor) -> Tensor:
         return (view * self.scale - self.mean) / self.std
 
     def network(self, batch: Tensor) -> Tensor:

@@ -14,13 +14,11 @@ import torch
 from torch import Tensor
 from torchvision.models import resnet50
 
-from .checkpoint import load_into
-from .geometry import resize_center_crop
-from .objectives import Classifier
+from .checkpoint import load_into, required_weights
+from .geometry import imagenet_normalise, imagenet_view
+from .objectives import CLASSIFIER_READINGS, Classifier
 
 INPUT_SIZE = 224
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 def places365_categories() -> list[str]:
@@ -33,18 +31,20 @@ class ResNet50Places365(Classifier):
     """Scene classifier; its verdict must leave the true scene."""
 
     name = "resnet50-places365"
+    deployment_readings = CLASSIFIER_READINGS
 
     def __init__(self, model: torch.nn.Module, **objective: object) -> None:
         super().__init__(places365_categories(), **objective)
         self.model = model.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(MEAN).view(3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(3, 1, 1))
 
     def geometry(self, height: int, width: int) -> tuple[int, int]:
         return INPUT_SIZE, INPUT_SIZE
 
     def preprocess(self, image: Tensor) -> Tensor:
-        return (resize_center_crop(image, INPUT_SIZE) - self.mean) / self.std
+        return imagenet_view(image, INPUT_SIZE)
+
+    def normalise(self, view: Tensor) -> Tensor:
+        return imagenet_normalise(view)
 
     def network(self, batch: Tensor) -> Tensor:
         return self.model(batch)
@@ -57,9 +57,5 @@ def places365_architecture() -> torch.nn.Module:
 
 def load_resnet50_places365(weights: Path | str | None = None, **objective: object) -> ResNet50Places365:
     """The victim with the user's checkpoint; ``weights`` is required (nothing is downloaded)."""
-    if weights is None:
-        raise ValueError(
-            "resnet50-places365 needs --weights FILE: the published resnet50_places365.pth.tar "
-            "(it cannot be downloaded here)"
-        )
-    return ResNet50Places365(load_into(places365_architecture(), Path(weights)), **objective)
+    path = required_weights(weights, "resnet50-places365", "the published resnet50_places365.pth.tar")
+    return ResNet50Places365(load_into(places365_architecture(), path), **objective)

@@ -1,0 +1,54 @@
+"""``--strength low|medium|high``: presets of the panel, margin, eps, alpha, step budget and
+views per step (like Fawkes's modes).  Their measured robustness, PSNR and speed are in
+docs/strength.md."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .config import AttackConfig
+
+STRENGTHS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Strength:
+    """One preset: the attack's settings and how far past the threshold it pushes."""
+
+    name: str
+    config: AttackConfig
+    # The victim's margin (a regressor's target beyond its threshold, a classifier's logit
+    # confidence) as a multiple of the victim's default, per victim kind.
+    margin_scale: dict[str, float]
+
+
+PRESETS: dict[str, Strength] = {
+    # Today's engine before panels: its own view after JPEG, sign steps, no margin to spare.
+    "low": Strength(
+        "low",
+        AttackConfig(panel="low", views_per_step=1, jitter=0, step="sign", check_every=1, stop_margin=0.0),
+        {"regressor": 1.0, "classifier": 1.0},
+    ),
+    # The engine's defaults.  BRISQUE's target 60 (threshold 50), a classifier's margin 5 logits.
+    "medium": Strength("medium", AttackConfig(), {"regressor": 0.5, "classifier": 2.5}),
+    "high": Strength(
+        "high",
+        AttackConfig(panel="high", views_per_step=6, jitter=6, steps=60),
+        {"regressor": 0.75, "classifier": 4.0},
+    ),
+}
+
+
+def strength(name: str) -> Strength:
+    """The preset called ``name``; an unknown name is an error listing the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown strength {name!r}; known: {', '.join(STRENGTHS)}")
+    return PRESETS[name]
+
+
+def strength_config(name: str, **overrides: Any) -> AttackConfig:
+    """The preset's :class:`AttackConfig` with ``overrides`` (``None`` values ignored)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(strength(name).config, **given)

@@ -1,0 +1,196 @@
+"""Channels: what happens to a photo after it leaves the user (re-encoding, downscaling, cropping).
+
+A channel is a chain of steps written as text, ``"long:1080+jpeg:85"``.  Each step has two
+implementations: the real one on uint8 pixels (Pillow's codecs and resizers: it defines the
+verdict) and a differentiable stand-in on float tensors (kornia's differentiable JPEG,
+antialiased interpolation, uint8 rounding with a straight-through gradient: only for gradients).
+
+Steps:
+    ``none``                the photo as written
+    ``jpeg:Q``              JPEG re-encode at quality Q (the engine's encoder settings)
+    ``webp:Q``              lossy WebP at quality Q (stand-in: JPEG at Q)
+    ``scale:F[:KERNEL]``    resize by factor F (0 < F <= 1)
+    ``long:L[:KERNEL]``     downscale so the long side is at most L (never upscales)
+    ``crop:F``              central crop keeping fraction F of each side
+
+KERNEL is ``lanczos`` (default, what photo sites use), ``bicubic``, ``bilinear`` or ``box``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from kornia.enhance import jpeg_codec_differentiable
+from PIL import Image
+from torch import Tensor
+
+from ..io import jpeg
+
+PIL_KERNELS = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "box": Image.Resampling.BOX,
+}
+# The differentiable stand-ins: torch has no Lanczos; bicubic is the closest antialiased kernel.
+TORCH_KERNELS = {"lanczos": "bicubic", "bicubic": "bicubic", "bilinear": "bilinear", "box": "area"}
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Rounding to uint8 levels in the forward pass, the identity in the backward pass.
+
+    Example:
+        >>> round_ste(torch.tensor([0.5 / 255 + 1e-4])).mul(255).item()
+        1.0
+    """
+    return x + ((x.clamp(0, 1) * 255).round() / 255 - x).detach()
+
+
+def resize_torch(x: Tensor, size: tuple[int, int], kernel: str = "bilinear") -> Tensor:
+    """Differentiable antialiased resize of a (B, 3, H, W) batch to ``size`` = (h, w).
+
+    Shape:
+        - x: (B, 3, H, W); output (B, 3, h, w).
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    mode = TORCH_KERNELS.get(kernel, kernel)
+    if mode == "area":
+        return F.interpolate(x, size=size, mode="area")
+    out = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+    return out.clamp(0, 1) if mode == "bicubic" else out
+
+
+def resize_pil(rgb: np.ndarray, size: tuple[int, int], kernel: str = "lanczos") -> np.ndarray:
+    """Pillow resize of (H, W, 3) uint8 pixels to ``size`` = (h, w)."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), PIL_KERNELS[kernel]))
+
+
+def _kernel(parts: list[str], spec: str) -> str:
+    kernel = parts[0] if parts else "lanczos"
+    if kernel not in PIL_KERNELS:
+        raise ValueError(f"channel {spec!r}: unknown kernel {kernel!r}; known: {', '.join(PIL_KERNELS)}")
+    return kernel
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a channel (see the module docstring for the spellings)."""
+
+    op: str
+    value: float = 0.0
+    kernel: str = "lanczos"
+
+    @classmethod
+    def parse(cls, spec: str) -> Step:
+        op, *rest = spec.strip().lower().split(":")
+        try:
+            if op == "none" and not rest:
+                return cls("none")
+            if op in ("jpeg", "webp") and len(rest) == 1:
+                quality = int(rest[0])
+                if not 1 <= quality <= 100:
+                    raise ValueError(f"quality must be in 1..100, got {quality}")
+                return cls(op, quality)
+            if op in ("scale", "long") and 1 <= len(rest) <= 2:
+                value = float(rest[0])
+                if op == "scale" and not 0 < value <= 1 or op == "long" and value < 1:
+                    raise ValueError(f"{op} needs {'0 < F <= 1' if op == 'scale' else 'L >= 1'}, got {rest[0]}")
+                return cls(op, value, _kernel(rest[1:], spec))
+            if op == "crop" and len(rest) == 1:
+                value = float(rest[0])
+                if not 0 < value <= 1:
+                    raise ValueError(f"crop needs 0 < F <= 1, got {rest[0]}")
+                return cls(op, value)
+        except ValueError as exc:
+            raise ValueError(f"channel step {spec!r}: {exc}") from exc
+        raise ValueError(
+            f"channel step {spec!r} not understood; use none, jpeg:Q, webp:Q, scale:F[:kernel], "
+            "long:L[:kernel] or crop:F"
+        )
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) this step produces from a (height, width) photo."""
+        if self.op == "scale":
+            return max(1, round(height * self.value)), max(1, round(width * self.value))
+        if self.op == "long":
+            k = min(1.0, self.value / max(height, width))
+            return max(1, round(height * k)), max(1, round(width * k))
+        if self.op == "crop":
+            return max(1, round(height * self.value)), max(1, round(width * self.value))
+        return height, width
+
+    def real(self, rgb: np.ndarray) -> np.ndarray:
+        """The step on (H, W, 3) uint8 pixels, with the real codec or resizer."""
+        if self.op == "jpeg":
+            return jpeg.roundtrip(rgb, int(self.value))
+        if self.op == "webp":
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, format="WEBP", quality=int(self.value))
+            with Image.open(io.BytesIO(buf.getvalue())) as im:
+                return np.asarray(im.convert("RGB"))
+        if self.op in ("scale", "long"):
+            return resize_pil(rgb, self.size(*rgb.shape[:2]), self.kernel)
+        if self.op == "crop":
+            h, w = self.size(*rgb.shape[:2])
+            top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+            return rgb[top : top + h, left : left + w]
+        return rgb
+
+    def torch(self, x: Tensor) -> Tensor:
+        """The differentiable stand-in on a (B, 3, H, W) batch in [0, 1]."""
+        if self.op in ("jpeg", "webp"):
+            quality = torch.tensor([self.value], dtype=x.dtype)
+            return round_ste(jpeg_codec_differentiable(x.clamp(0, 1), quality))
+        if self.op in ("scale", "long"):
+            size = self.size(*x.shape[-2:])
+            return x if size == tuple(x.shape[-2:]) else round_ste(resize_torch(x, size, self.kernel))
+        if self.op == "crop":
+            h, w = self.size(*x.shape[-2:])
+            top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+            return x[..., top : top + h, left : left + w]
+        return x
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A chain of steps, e.g. ``Channel.parse("long:1080+jpeg:85")``.
+
+    Example:
+        >>> Channel.parse("scale:0.5+jpeg:85").size(400, 600)
+        (200, 300)
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> Channel:
+        parts = [p for p in spec.split("+") if p.strip()]
+        if not parts:
+            raise ValueError("an empty channel; use 'none' for the photo as written")
+        steps = tuple(s for s in map(Step.parse, parts) if s.op != "none")
+        return cls(spec.strip().lower(), steps)
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        for step in self.steps:
+            height, width = step.size(height, width)
+        return height, width
+
+    def real(self, rgb: np.ndarray) -> np.ndarray:
+        """What the platform delivers of (H, W, 3) uint8 pixels."""
+        for step in self.steps:
+            rgb = step.real(rgb)
+        return rgb
+
+    def torch(self, x: Tensor) -> Tensor:
+        """The differentiable stand-in on a (B, 3, H, W) batch."""
+        for step in self.steps:
+            x = step.torch(x)
+        return x
