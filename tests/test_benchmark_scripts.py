@@ -54,7 +54,7 @@ def _reject(constant: str) -> None:
 
 TINY = {
     "bench_kernels.py": ["--threads", "1", "--sizes", "0.05", "--rounds", "1"],
-    "bench_levers.py": ["--images", "2", "--runs", "1", "--variants", "I-FGSM (no momentum)", "momentum 0.5 + blur 1 (default)"],
+    "bench_levers.py": ["--images", "2", "--runs", "1", "--variants", "momentum 0.5 + blur 1 (default)"],
     "bench_step_efficiency.py": ["--quick", "--batch", "1", "--threads", "1", "--repeats", "1", "--precisions", "fp32"],
     "bench_memory.py": ["--victims", "efficientnet-lite0", "--steps", "1", "--megapixels", "0.3", "--photos", "2", "--stream-steps", "1"],
     # These write results: into tmp_path, given by the test.
