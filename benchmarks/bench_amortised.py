@@ -107,7 +107,7 @@ def tool(victim: Victim, backend: CountingBackend, config: AttackConfig, net: Am
             batch_steps=backend.steps,
             steps=[r.steps for r in results],
             protected=[r.protected for r in results],
-            alone=[r.states["already"] or r.states["alone"] for r in results],
+            alone=[r.already or r.alone for r in results],
         )
         return outcome, [r.method for r in results]
 

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camo_engine.io import strict_json
 from camo_engine.kernels.brisque import plain_formulation
 from camo_engine.samples import sample_paths
 from camo_engine.victims.brisque import Brisque
@@ -227,7 +228,7 @@ def bench_mixed(args: argparse.Namespace) -> list[dict]:
         for im in images:
             victim_step(victim)([im])
 
-    results = time_variants({"one call": together, "one call per photo": apart}, args.warmup, 15)
+    results = time_variants({"one call": together, "one call per photo": apart}, args.warmup, args.rounds or 15)
     rows = []
     for name, times in results.items():
         rows.append({
@@ -354,7 +355,7 @@ def write(out: Path, name: str, rows: list[dict], settings: dict) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    (out / f"{name}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
+    (out / f"{name}.json").write_text(strict_json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -185,19 +185,27 @@ class BatchSizes:
         return self.inner.step(batch, targets)
 
 
-@pytest.mark.parametrize(("budget", "widest"), [(50_000_000, 4), (2 * 48 * 64, 2), (48 * 64 - 1, 1)])
-def test_pixel_budget_bounds_the_batch(small_photos, budget, widest):
-    """Photos in flight stop at the pixel budget; a photo over it alone still runs."""
+def test_pixel_budget_bounds_the_batch(small_photos):
+    """Photos in flight stop at the pixel budget; a photo over it alone still runs.  A pass
+    carries every view of each photo in flight, so rows are counted in photos' worth of views."""
     from onnx_cases import TinyClassifier
 
     victim = TinyClassifier()
-    backend = BatchSizes(TorchBackend(victim))
     images = [jpeg.to_float(fit(rgb, (48, 64))) for rgb in small_photos[:4]]
-    config = AttackConfig(steps=3, batch_size=8, pixel_budget=budget)
-    results = list(IFGSM(victim, backend, config).run(images))
-    assert sorted(r.index for r in results) == [0, 1, 2, 3]
-    assert max(backend.sizes) == widest
-    assert sum(backend.sizes) == sum(r.steps for r in results)
+
+    def rows_per_pass(budget: int) -> tuple[list[int], int]:
+        backend = BatchSizes(TorchBackend(victim))
+        results = list(IFGSM(victim, backend, AttackConfig(steps=3, batch_size=8, pixel_budget=budget)).run(images))
+        assert sorted(r.index for r in results) == [0, 1, 2, 3]
+        return backend.sizes, sum(r.steps for r in results)
+
+    alone, steps = rows_per_pass(48 * 64 - 1)  # under one photo: each runs alone
+    views = alone[0]
+    assert set(alone) == {views} and sum(alone) == views * steps
+    two, _ = rows_per_pass(2 * 48 * 64)
+    assert max(two) == 2 * views
+    everything, _ = rows_per_pass(50_000_000)
+    assert max(everything) == 4 * views
 
 
 @pytest.mark.slow

@@ -54,12 +54,16 @@ def _reject(constant: str) -> None:
 
 TINY = {
     "bench_kernels.py": ["--threads", "1", "--sizes", "0.05", "--rounds", "1"],
-    "bench_levers.py": ["--images", "2", "--runs", "1", "--variants", "I-FGSM (no momentum)", "momentum 0.5 + blur 1 (default)"],
+    "bench_levers.py": ["--images", "2", "--runs", "1", "--variants", "momentum 0.5 + blur 1 (default)"],
     "bench_step_efficiency.py": ["--quick", "--batch", "1", "--threads", "1", "--repeats", "1", "--precisions", "fp32"],
     "bench_memory.py": ["--victims", "efficientnet-lite0", "--steps", "1", "--megapixels", "0.3", "--photos", "2", "--stream-steps", "1"],
     # These write results: into tmp_path, given by the test.
     "bench_amortised.py": ["--victims", "efficientnet-lite0", "--images", "2", "--runs", "1", "--batch-size", "2", "--threads", "1"],
     "bench_backends.py": ["--victims", "efficientnet-lite0", "--batches", "1", "--warmup", "0", "--repeats", "1"],
+    "bench_brisque.py": ["--threads", "1", "--sizes", "64x96", "--batches", "1", "--variants", "plain", "fused",
+                         "--warmup", "1", "--rounds", "1", "--name", "tiny"],
+    "bench_strength.py": ["--victims", "efficientnet-lite0", "--strengths", "low", "--images", "2", "--size", "96",
+                          "--threads", "1", "--name", "tiny"],
 }
 EXPECT = {
     "bench_kernels.py": "load average after",
@@ -96,4 +100,16 @@ def test_bench_backends_writes_where_told(tmp_path, onnx_cache, untouched) -> No
     lines = (tmp_path / "backends.csv").read_text().splitlines()
     assert len(lines) == 1 + 4  # torch and onnxruntime, forward and forward+grad
     assert "| efficientnet-lite0 | 224x224 | 1 | forward+grad |" in (tmp_path / "backends.md").read_text()
+    assert committed() == untouched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "files"), [
+    ("bench_brisque.py", ["tiny_steps.json", "tiny_mixed.json"]),
+    ("bench_strength.py", ["tiny.json"]),
+])
+def test_scripts_that_write_json_write_standard_json_where_told(script, files, tmp_path, untouched) -> None:
+    run(script, *TINY[script], "--out", str(tmp_path))
+    for name in files:
+        assert json.loads((tmp_path / name).read_text(), parse_constant=_reject)["rows"]
     assert committed() == untouched
