@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from camo_engine.attack import strength_config
-from camo_engine.attack import IFGSM, AttackConfig
+from camo_engine.attack import IFGSM
 from camo_engine.backends import BACKENDS, TorchBackend, make_backend
 from camo_engine.backends.base import Step
 from camo_engine.backends import onnxruntime_backend

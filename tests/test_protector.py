@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from camo_engine.attack import strength_config
-from camo_engine import AttackConfig, Protector
+from camo_engine import Protector
 
 
 @pytest.fixture(scope="module")
