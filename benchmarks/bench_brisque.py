@@ -3,8 +3,8 @@ formulation against the fused kernel (camo_engine.kernels.brisque) and piq's BRI
 whole ``camo-engine protect`` of a 12-megapixel photo with either.
 
     python benchmarks/bench_brisque.py [--out benchmarks/results] [--threads 2]
-        [--sizes 320x512 640x1024 3000x4000] [--batches 1 4] [--variants plain fused piq]
-        [--name brisque] [--protect] [--accuracy] [--no-steps]
+        [--sizes 320x512 640x1024 3000x4000] [--batches 1 4] [--variants plain fused piq compile]
+        [--name brisque] [--protect] [--accuracy] [--kernel] [--no-steps]
 
 Steps (``NAME_steps.csv/json``): one image-step is what the attack runs per photo and step:
 the grey conversion, the victim's score, and the gradient of the attack loss back to the RGB
@@ -16,6 +16,9 @@ random order, so a busy machine slows them alike.  Reported per image: the media
 wall time, the median CPU time of the process (all threads; on a loaded machine it shows the
 work apart from the waiting), and the step's peak memory: the peak RSS during the step above
 the RSS before it (Linux ``/proc/self/clear_refs`` resets the peak between variants).
+
+``compile`` (not by default: inductor compiles for each image size, 40 to 90 s here): the
+plain formulation's MSCN moment sums through ``torch.compile``, the alternative to the kernel.
 
 piq: ``piq.brisque`` downloads its SVR weights at run time (``piq/brisque.py``, ``_score_svr``
 calls ``load_url`` on a GitHub release), which this project never does and this machine cannot.
@@ -34,6 +37,10 @@ line has no geometry option yet; ``plain`` runs the whole command in ``plain_for
 camera's: the plain upscale is so smooth that BRISQUE at native resolution already rates it
 above the threshold (65 to 79 for every sample), and the attack would take no step.  Reported:
 the child's wall seconds, peak RSS (``wait4``), steps and verdict from its report.
+
+``--kernel`` (``NAME_kernel.csv/json``): the kernel alone on one thread, CPU time of the moment
+sums and of sums + gradient per size, of the grey conversion (kernel and torch ops), and each
+numba row function alone in ns per pixel.
 
 ``--accuracy`` (``NAME_accuracy.csv/json``): per sample photo at native resolution, and per
 attacked photo written as PNG and read back: the fused and today's scores against the exact one
@@ -117,11 +124,20 @@ def piq_step() -> Callable[[list[torch.Tensor]], float] | None:
     return step
 
 
+def compiled_step() -> Callable[[list[torch.Tensor]], float]:
+    """The plain formulation's per-pixel part (MSCN moment sums) through ``torch.compile``
+    (inductor's C++ CPU code, one graph per image size; forward and backward)."""
+    victim = Brisque(long_side=None, short_side=None, fused=False).eval()
+    victim._moment_sums = torch.compile(victim._moment_sums, dynamic=False)
+    return victim_step(victim)
+
+
 def make_variants(names: list[str]) -> dict[str, Callable[[list[torch.Tensor]], float]]:
     native = dict(long_side=None, short_side=None)
     variants: dict[str, Callable[[list[torch.Tensor]], float] | None] = {
         "plain": victim_step(Brisque(**native).eval(), plain=True) if "plain" in names else None,
         "fused": victim_step(Brisque(**native).eval()) if "fused" in names else None,
+        "compile": compiled_step() if "compile" in names else None,
         "piq": piq_step() if "piq" in names else None,
     }
     if "piq" in names and variants["piq"] is None:
@@ -150,18 +166,23 @@ def sample_images(size: tuple[int, int], count: int) -> list[torch.Tensor]:
     out = []
     for i in range(count):
         im = Image.open(paths[i % len(paths)]).convert("RGB").resize(size[::-1], Image.Resampling.LANCZOS)
-        out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255)
+        # Contiguous (3, h, w), as the engine's decoded photos are (jpeg.to_float).
+        out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous().float() / 255)
     return out
 
 
 def time_variants(
     variants: dict[str, Callable[[], object]], warmup: int, rounds: int
 ) -> dict[str, dict[str, list[float]]]:
-    """Wall, CPU seconds and peak step memory (bytes) per call, variants interleaved."""
-    for run in variants.values():
-        for _ in range(warmup):
+    """Wall, CPU seconds and peak step memory (bytes) per call, variants interleaved; and the
+    wall seconds of each variant's first call (numba loads its kernels, inductor compiles)."""
+    out = {name: {"wall": [], "cpu": [], "memory": [], "first": []} for name in variants}
+    for name, run in variants.items():
+        started = time.perf_counter()
+        run()
+        out[name]["first"].append(time.perf_counter() - started)
+        for _ in range(warmup - 1):
             run()
-    out = {name: {"wall": [], "cpu": [], "memory": []} for name in variants}
     order = list(variants)
     for _ in range(rounds):
         random.shuffle(order)
@@ -197,6 +218,7 @@ def bench_steps(args: argparse.Namespace, variants: dict) -> list[dict]:
                     "ms_per_image_min": 1e3 * min(times["wall"]) / batch,
                     "cpu_ms_per_image_median": 1e3 * statistics.median(times["cpu"]) / batch,
                     "step_peak_mib": max(times["memory"]) / 2**20,
+                    "first_call_s": times["first"][0],
                 }
                 rows.append(row)
                 print(
@@ -241,6 +263,87 @@ def bench_mixed(args: argparse.Namespace) -> list[dict]:
         })
         print(f"mixed sizes, {name:<20} {rows[-1]['ms_median']:8.1f} ms (min {rows[-1]['ms_min']:.1f}, CPU {rows[-1]['cpu_ms_median']:.1f})")
     return rows
+
+
+# -- the kernel alone -----------------------------------------------------------------------------
+def bench_kernel(args: argparse.Namespace) -> list[dict]:
+    """The kernel alone on one thread, CPU time: the moment sums, and sums + gradient, per
+    size; then each row function alone at the first size's width, in ns per pixel."""
+    from camo_engine.kernels import _brisque_rows as rows
+    from camo_engine.kernels.brisque import _Plan, mscn_moment_sums, weighted_channels
+    from camo_engine.victims.brisque import GRAY_WEIGHTS, MSCN_SPEC
+
+    def cpu_ms(run: Callable[[], object], rounds: int) -> float:
+        run()
+        times = []
+        for _ in range(rounds):
+            started = time.process_time()
+            run()
+            times.append(time.process_time() - started)
+        return 1e3 * statistics.median(times)
+
+    out = []
+    # numba loads the compiled loops from its cache, or compiles them (an empty NUMBA_CACHE_DIR).
+    started = time.perf_counter()
+    x = torch.rand(8, 8, requires_grad=True)
+    mscn_moment_sums(x, MSCN_SPEC, threads=1).sum().backward()
+    out.append({"what": "first call", "seconds": time.perf_counter() - started})
+    print(f"kernel first call (float32): {out[-1]['seconds']:.1f} s", flush=True)
+    for h, w in args.sizes:
+        gray = sample_images((h, w), 1)[0].mean(0)
+        weights = torch.randn(1, 2, 5, 4)
+
+        def forward() -> None:
+            mscn_moment_sums(gray, MSCN_SPEC, threads=1)
+
+        def both() -> None:
+            x = gray.clone().requires_grad_(True)
+            (mscn_moment_sums(x, MSCN_SPEC, threads=1) * weights).sum().backward()
+
+        rounds = max(3, min(15, round(10 / (h * w / 1e6))))
+        row = {"what": "kernel", "height": h, "width": w, "forward_ms": cpu_ms(forward, rounds),
+               "forward_backward_ms": cpu_ms(both, rounds)}
+        row["ns_per_pixel"] = 1e6 * row["forward_backward_ms"] / (h * w)
+        out.append(row)
+        print(f"kernel {h}x{w}, 1 thread: sums {row['forward_ms']:.1f} ms, sums + gradient "
+              f"{row['forward_backward_ms']:.1f} ms CPU ({row['ns_per_pixel']:.1f} ns per pixel)", flush=True)
+        rgb = sample_images((h, w), 1)[0]
+        for what, plain in (("grey conversion, kernel", False), ("grey conversion, torch ops", True)):
+            with plain_formulation() if plain else contextlib.nullcontext():
+                x = rgb.clone().requires_grad_(True)
+                grey = lambda: weighted_channels(x, GRAY_WEIGHTS)  # noqa: E731
+                row = {"what": what, "height": h, "width": w, "forward_ms": cpu_ms(grey, rounds),
+                       "forward_backward_ms": cpu_ms(lambda: torch.autograd.grad(grey().sum(), x), rounds)}
+            out.append(row)
+            print(f"{what} {h}x{w}: forward {row['forward_ms']:.1f} ms, forward + gradient "
+                  f"{row['forward_backward_ms']:.1f} ms CPU", flush=True)
+
+    w = args.sizes[0][1]
+    plan = _Plan(MSCN_SPEC, None, 1)
+    rng = np.random.default_rng(0)
+    g = rng.random((16, w)).astype(np.float32)
+    ring, m = rng.random((rows.RING, w)), rng.standard_normal((rows.RING, w + 2))
+    pad, sq, zero = np.zeros(w + 6), np.zeros(w + 6), np.zeros(w + 2)
+    a, b, c, d = (np.empty(w) for _ in range(4))
+    sums, coef, half = np.zeros(20), rng.random((5, 3)), np.empty(w // 2)
+    d_half, extra = rng.random((8, w // 2)), np.zeros(w)
+    functions = {
+        "horizontal blur of g and g^2": lambda: rows._hblur(g[0], pad, sq, a, b, plan.taps),
+        "vertical blur (one quantity)": lambda: rows._vblur(ring, 3, 16, zero, plan.taps, a),
+        "MSCN row (two vertical blurs, sqrt, divisions)": lambda: rows._mscn_row(
+            g[3], 3, 16, ring, ring, zero, plan.taps, plan.c, plan.eps2, m[0], a, b, c, d),
+        "the 20 moment sums": lambda: rows._row_sums(m[1], m[2], sums),
+        "d m from the nine map values": lambda: rows._dm_row(m[1], m[2], m[3], coef, a),
+        "7-tap blur (one quantity)": lambda: rows._blur7(pad, a, plan.taps, 0),
+        "half-scale row (per full-size pixel)": lambda: rows._half_row(g, 3, half, plan.half_taps),
+        "half-scale adjoint row": lambda: rows._half_adjoint_row(d_half, 5, 16, extra, plan.half_taps),
+    }
+    for name, run in functions.items():
+        repeat = 2000
+        best = min(cpu_ms(lambda: [run() for _ in range(repeat)], 1) for _ in range(5))
+        out.append({"what": name, "width": w, "ns_per_pixel": 1e6 * best / (repeat * w)})
+        print(f"  {name:<48} {out[-1]['ns_per_pixel']:.2f} ns per pixel", flush=True)
+    return out
 
 
 # -- whole protect --------------------------------------------------------------------------------
@@ -372,11 +475,12 @@ def main() -> None:
                         help="HxW (height first)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--variants", nargs="+", default=["plain", "fused", "piq"])
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (at least 1)")
     parser.add_argument("--rounds", type=int, help="timed rounds (default: 20 / megapixels in the batch, 3 to 15)")
     parser.add_argument("--no-steps", action="store_true", help="skip the per-step grid")
     parser.add_argument("--protect", action="store_true", help="time the whole protect of a 12 MP photo")
     parser.add_argument("--accuracy", action="store_true", help="scores and gradients against float64")
+    parser.add_argument("--kernel", action="store_true", help="the kernel alone, one thread, CPU time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = {
@@ -397,6 +501,8 @@ def main() -> None:
         write(args.out, f"{args.name}_mixed", mixed, settings)
     if args.protect:
         write(args.out, f"{args.name}_protect", bench_protect(args), {**settings, "load_average_after": os.getloadavg()[0]})
+    if args.kernel:
+        write(args.out, f"{args.name}_kernel", bench_kernel(args), settings)
     if args.accuracy:
         write(args.out, f"{args.name}_accuracy", bench_accuracy(), settings)
     print(f"load average after: {os.getloadavg()[0]:.1f}; results in {args.out}")

@@ -277,9 +277,10 @@ def backward_band(g, r0, r1, taps, c, eps2, coef, d_g, d_half, half_taps):  # pr
 
 
 @njit(nogil=True, error_model="numpy", cache=True)
-def weighted_channels(x, w0, w1, w2, out):  # pragma: no cover - numba
-    """``out = w0 * x[0] + w1 * x[1] + w2 * x[2]`` over flat (3, n) ``x``, each product and sum
-    rounded in x's type in that order: bit for bit what torch's five operations give."""
-    a, b, c = x[0], x[1], x[2]
+def weighted_channels(x0, x1, x2, w0, w1, w2, out):  # pragma: no cover - numba
+    """``out = w0 * x0 + w1 * x1 + w2 * x2`` over (H, W) planes of any strides, each product and
+    sum rounded in their type in that order: bit for bit what torch's five operations give."""
     for i in range(out.shape[0]):
-        out[i] = (w0 * a[i] + w1 * b[i]) + w2 * c[i]
+        a, b, c, o = x0[i], x1[i], x2[i], out[i]
+        for j in range(o.shape[0]):
+            o[j] = (w0 * a[j] + w1 * b[j]) + w2 * c[j]

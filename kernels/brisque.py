@@ -254,10 +254,11 @@ class _WeightedChannels(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, image: Tensor, weights: tuple[float, float, float]) -> Tensor:  # type: ignore[override]
-        x = image.detach().contiguous().view(3, -1).numpy()
+        planes = [plane.numpy() for plane in image.detach()]  # any strides, no copy
         out = torch.empty((1, *image.shape[1:]), dtype=image.dtype)
         # The weights rounded to the image's type, as torch's scalar multiplications do.
-        rows.weighted_channels(x, *(x.dtype.type(w) for w in weights), out.view(-1).numpy())
+        scalars = (planes[0].dtype.type(w) for w in weights)
+        rows.weighted_channels(*planes, *scalars, out[0].numpy())
         ctx.weights = weights
         return out
 
