@@ -2,9 +2,11 @@
 
 One bad file never stops the batch: it gets one report row and one stderr line naming the file
 and the reason.  That holds for a photo the attack itself fails on: the photos that were in its
-batch are retried one by one, and only the one that fails alone gets the error row.  Outputs
-are written atomically, inputs are never overwritten, and with ``resume`` the inputs whose
-output and report row are complete are skipped.
+batch are retried one by one (:func:`camo_engine.resilient.protect_each`), and only the one
+that fails alone gets the error row.  Outputs are written atomically, inputs are never
+overwritten, and with ``resume`` the inputs whose output and report row are complete are
+skipped.  :func:`write_outcomes` is the one writer: the local run and Ray workers
+(:mod:`camo_engine.distributed`) hand it the same (job, bytes, row) outcomes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from .measure.contact_sheet import (
     write_contact_sheet,
 )
 from .protector import Protected, Protector
+from .resilient import protect_each
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ def completed_inputs(outdir: Path) -> set[str]:
     }
 
 
+# One photo's outcome as a producer hands it over: the job, the output file's bytes (None for an
+# error) and its report row, whose ``output`` the writer fills in once the file is stored.
+Emit = Callable[[Job, Optional[bytes], dict[str, Any]], None]
+
+
 def protect_files(
     protector: Protector,
     jobs: Sequence[Job],
@@ -64,73 +72,73 @@ def protect_files(
 ) -> Summary:
     """Protect every job's file into ``outdir`` with ``report.jsonl``, ``report.csv`` and
     ``summary.json`` (this run's rows); returns that summary."""
+    return write_outcomes(
+        jobs, outdir, options, lambda todo, emit: _protect_locally(protector, todo, options, emit), on_done
+    )
+
+
+def write_outcomes(
+    jobs: Sequence[Job],
+    outdir: Path,
+    options: OutputOptions,
+    produce: Callable[[Sequence[Job], Emit], None],
+    on_done: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> Summary:
+    """Store what ``produce(jobs, emit)`` emits for the jobs to do: output files (atomically),
+    report rows and the summary.  The overwrite and ``resume`` rules are applied here, so every
+    way of producing (in this process, on Ray workers) writes the same folder."""
     refuse_overwrite(jobs, outdir, options.fmt)
     if options.resume:
         done = completed_inputs(outdir)
         jobs = [job for job in jobs if str(job.source) not in done]
-    victim = protector.victim.name
     rows: list[dict[str, Any]] = []
-    sheet: list[list[Tile]] = []
-    pending: list[tuple[Job, LoadedImage]] = []
     started = time.perf_counter()
-
     with ReportWriter(outdir) as report:
 
-        def emit(row: dict[str, Any]) -> None:
+        def emit(job: Job, data: bytes | None, row: dict[str, Any]) -> None:
+            if data is not None:
+                row = _store(job, data, row, outdir, options.fmt)
             report.write(row)
             rows.append(row)
             if row["status"] != "ok":
                 print(f"camo-engine: {row['input']}: {row['error']}", file=sys.stderr)
             on_done(row)
 
-        def images() -> Iterator[np.ndarray]:
-            # Never raises: a generator that raised is finished, and every later file with it.
-            for job in jobs:
-                try:
-                    loaded = load_image(job.source, options.max_pixels)
-                    rgb = pixels_to_protect(loaded, options.fmt)
-                except ImageLoadError as exc:
-                    emit(_error_row(job, victim, exc.reason))
-                    continue
-                except Exception as exc:  # noqa: BLE001
-                    emit(_error_row(job, victim, f"cannot read: {type(exc).__name__}: {exc}"))
-                    continue
-                pending.append((job, loaded))
-                yield rgb
-
-        def finish(slot: int, result: Protected) -> None:
-            job, loaded = pending[slot]
-            row = _write(job, loaded, result, outdir, options, protector, victim)
-            pending[slot] = None  # type: ignore[call-overload]  # free the pixels now
-            emit(row)
-            if options.contact_sheet and len(sheet) < CONTACT_SHEET_ROWS:
-                sheet.append(_sheet_row(job, loaded, result, row, protector.enhances))
-
-        stream, base = images(), 0
-        while True:
-            try:
-                # Result indices count from the start of this call's stream.
-                for result in protector.protect_iter(stream):
-                    finish(base + result.index, result)
-                break
-            except Exception:  # noqa: BLE001 - one photo's failure must not end the batch
-                # The photos in flight are lost with the attack that raised: each is retried
-                # alone, so that only a photo that fails on its own gets an error row.
-                failed = [slot for slot in range(base, len(pending)) if pending[slot] is not None]
-                base = len(pending)
-                for slot in failed:
-                    job, loaded = pending[slot]
-                    try:
-                        [result] = protector.protect_iter([pixels_to_protect(loaded, options.fmt)])
-                        finish(slot, result)
-                    except Exception as exc:  # noqa: BLE001
-                        pending[slot] = None  # type: ignore[call-overload]
-                        emit(_error_row(job, victim, f"protecting failed: {type(exc).__name__}: {exc}"))
-    if options.contact_sheet:
-        write_contact_sheet(sheet, options.contact_sheet, f"camo-engine protect: {victim}")
+        produce(jobs, emit)
     summary = summarise(rows, time.perf_counter() - started)
     write_summary(outdir, summary)
     return summary
+
+
+def _protect_locally(protector: Protector, jobs: Sequence[Job], options: OutputOptions, emit: Emit) -> None:
+    victim = protector.victim.name
+    sheet: list[list[Tile]] = []
+
+    def photos() -> Iterator[tuple[tuple[Job, LoadedImage], np.ndarray]]:
+        # Never raises: a generator that raised is finished, and every later file with it.
+        for job in jobs:
+            try:
+                loaded = load_image(job.source, options.max_pixels)
+                rgb = pixels_to_protect(loaded, options.fmt)
+            except ImageLoadError as exc:
+                emit(job, None, error_row(str(job.source), victim, exc.reason))
+                continue
+            except Exception as exc:  # noqa: BLE001
+                emit(job, None, error_row(str(job.source), victim, f"cannot read: {type(exc).__name__}: {exc}"))
+                continue
+            yield (job, loaded), rgb
+
+    for (job, loaded), outcome in protect_each(protector, photos()):
+        if isinstance(outcome, Exception):
+            reason = f"protecting failed: {type(outcome).__name__}: {outcome}"
+            emit(job, None, error_row(str(job.source), victim, reason))
+            continue
+        data, row = encode_result(str(job.source), loaded, outcome, victim, protector.config.jpeg_quality, options)
+        emit(job, data, row)
+        if options.contact_sheet and len(sheet) < CONTACT_SHEET_ROWS:
+            sheet.append(_sheet_row(job, loaded, outcome, row, protector.enhances))
+    if options.contact_sheet:
+        write_contact_sheet(sheet, options.contact_sheet, f"camo-engine protect: {victim}")
 
 
 def _sheet_row(
@@ -146,27 +154,24 @@ def _sheet_row(
     ]
 
 
-def _write(
-    job: Job,
+def encode_result(
+    source: str,
     loaded: LoadedImage,
     result: Protected,
-    outdir: Path,
-    options: OutputOptions,
-    protector: Protector,
     victim: str,
-) -> dict[str, Any]:
-    target = output_path(job, outdir, options.fmt)
+    quality: int,
+    options: OutputOptions,
+) -> tuple[bytes | None, dict[str, Any]]:
+    """The output file's bytes (JPEG at ``quality``, or PNG) and report row for a protected
+    photo (``output`` left empty until stored), or None and an error row when it cannot be
+    encoded."""
     try:
-        data, removed = encode_output(
-            loaded, result.rgb, options.fmt, protector.config.jpeg_quality, options.metadata
-        )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data)
-    except OSError as exc:
-        return _error_row(job, victim, f"cannot write {target}: {exc}")
-    return {
-        "input": str(job.source),
-        "output": str(target),
+        data, removed = encode_output(loaded, result.rgb, options.fmt, quality, options.metadata)
+    except (OSError, ValueError) as exc:
+        return None, error_row(source, victim, f"cannot encode: {exc}")
+    return data, {
+        "input": source,
+        "output": "",
         "status": "ok",
         "error": "",
         "victim": victim,
@@ -176,5 +181,16 @@ def _write(
     }
 
 
-def _error_row(job: Job, victim: str, reason: str) -> dict[str, Any]:
-    return {"input": str(job.source), "output": "", "status": "error", "error": reason, "victim": victim}
+def _store(job: Job, data: bytes, row: dict[str, Any], outdir: Path, fmt: str) -> dict[str, Any]:
+    target = output_path(job, outdir, fmt)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data)
+    except OSError as exc:
+        return error_row(row["input"], row["victim"], f"cannot write {target}: {exc}")
+    return {**row, "output": str(target)}
+
+
+def error_row(source: str, victim: str, reason: str) -> dict[str, Any]:
+    """The report row of a photo that could not be protected."""
+    return {"input": source, "output": "", "status": "error", "error": reason, "victim": victim}

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .amortised import AmortisedNet, amortised_for, amortised_starts
-from .attack import IFGSM, AttackConfig, AttackResult
+from .attack import IDLE, IFGSM, AttackConfig, AttackResult
 from .attack.strength import strength as strength_preset
 from .backends import GradientBackend, make_backend
 from .enhance import parse_enhancers
@@ -142,7 +142,7 @@ class Protector:
             # gave a config without a strength (then the victim's defaults stand).
             given = {k for k, v in victim_options.items() if v is not None}
             if not {"target", "confidence"} & given and (strength is not None or config is None):
-                self.victim.scale_margin(preset.margin_scale.get(self.victim.kind, 1.0))
+                preset.apply_margin(self.victim)
         self.net = self._amortised_net(amortised, finish_steps)
         # With a protector, I-FGSM only finishes what it left: its budget is finish_steps.
         self.attack_config = (
@@ -158,11 +158,17 @@ class Protector:
     def protect_iter(self, images: Iterable[np.ndarray]) -> Iterator[Protected]:
         """Protect a stream of (H, W, 3) uint8 photos; yields results as they finish.
 
-        The stream is read lazily, so memory stays bounded by the batch, not the stream.
+        The stream is read lazily, so memory stays bounded by the batch, not the stream.  It
+        may yield :data:`camo_engine.attack.IDLE` when it has nothing to add yet (a service
+        waiting for requests): the photos in flight go on, and the stream is asked again
+        after the next step.
         """
 
         def starts() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
             for i, rgb in enumerate(images):
+                if rgb is IDLE:
+                    yield IDLE, IDLE, IDLE
+                    continue
                 original = as_image(rgb, i)
                 centre = init = self._start(original)
                 if self.net is not None:

@@ -26,3 +26,22 @@ def small_photos(photos: dict[str, np.ndarray]) -> list[np.ndarray]:
         im.thumbnail((160, 160), Image.Resampling.LANCZOS)
         out.append(np.asarray(im))
     return out
+
+
+@pytest.fixture
+def attack_fails_on(monkeypatch):
+    """``attack_fails_on((h, w))`` makes every batch step raise "cannot step this one" for
+    photos of that shape (as the gradient blur once did on a 1x1 photo)."""
+    from camo_engine.attack import IFGSM
+
+    views = IFGSM._views_for_step
+
+    def patch(shape: tuple[int, int]) -> None:
+        def fragile(self, item):
+            if tuple(item.x.shape[1:]) == tuple(shape):
+                raise RuntimeError("cannot step this one")
+            return views(self, item)
+
+        monkeypatch.setattr(IFGSM, "_views_for_step", fragile)
+
+    return patch

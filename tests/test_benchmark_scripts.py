@@ -64,6 +64,8 @@ TINY = {
                          "--warmup", "1", "--rounds", "1", "--name", "tiny"],
     "bench_strength.py": ["--victims", "efficientnet-lite0", "--strengths", "low", "--images", "2", "--size", "96",
                           "--threads", "1", "--name", "tiny"],
+    "bench_service.py": ["--victim", "efficientnet-lite0", "--strength", "low", "--steps", "1", "--requests", "2",
+                         "--clients", "2", "--soak", "2"],
 }
 EXPECT = {
     "bench_kernels.py": "load average after",
@@ -112,4 +114,17 @@ def test_scripts_that_write_json_write_standard_json_where_told(script, files, t
     run(script, *TINY[script], "--out", str(tmp_path))
     for name in files:
         assert json.loads((tmp_path / name).read_text(), parse_constant=_reject)["rows"]
+    assert committed() == untouched
+
+
+@pytest.mark.slow
+def test_bench_service_measures_a_live_service_and_writes_where_told(tmp_path, untouched) -> None:
+    run("bench_service.py", *TINY["bench_service.py"], "--out", str(tmp_path))
+    data = json.loads((tmp_path / "bench_service.json").read_text(), parse_constant=_reject)
+    [level] = data["levels"]
+    assert level["clients"] == 2 and level["requests"] == 2 and level["errors"] == 0
+    assert level["gradient_passes"] >= 1 and level["protect"]["photos"] == 2
+    assert data["soak"]["requests"] == 2 and data["soak"]["errors"] == 0
+    assert data["mixed"]["all_as_expected"], data["mixed"]["rows"]
+    assert "| mixed request |" in (tmp_path / "bench_service.md").read_text()
     assert committed() == untouched

@@ -262,25 +262,15 @@ def test_attack_config_parses_levels_for_every_command():
         attack_config("extreme")
 
 
-def test_a_photo_the_attack_fails_on_fails_alone(tmp_path, photos, monkeypatch):
+def test_a_photo_the_attack_fails_on_fails_alone(tmp_path, photos, attack_fails_on):
     """An error inside a batch step (the blur once crashed on a 1x1 photo) fails that photo
     with a row naming it; the rest of its batch and the photos after it are protected."""
-    from camo_engine.attack import IFGSM
-
     src = tmp_path / "in"
     src.mkdir()
     names = sorted(photos)[:4]
     for i, name in enumerate(names):
         Image.fromarray(photos[name]).save(src / f"photo_{i}.png")
-    bad = photos[names[1]].shape[:2]
-    views = IFGSM._views_for_step
-
-    def fragile(self, item):
-        if tuple(item.x.shape[1:]) == bad:
-            raise RuntimeError("cannot step this one")
-        return views(self, item)
-
-    monkeypatch.setattr(IFGSM, "_views_for_step", fragile)
+    attack_fails_on(photos[names[1]].shape[:2])
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app, ["protect", str(src), "-o", str(out), "--batch-size", "2", *FAST]

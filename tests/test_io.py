@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -29,6 +31,7 @@ from camo_engine.io import jpeg
 from camo_engine.io import load as imageio
 from camo_engine.io.discover import Job, discover, output_path, refuse_overwrite
 from camo_engine.io.load import (
+    ICC_DATE,
     ImageLoadError,
     LoadedImage,
     from_array,
@@ -349,6 +352,18 @@ def test_icc_rule_srgb_written_only_when_the_source_had_a_profile(
         "icc_profile"
         not in _reopen(encode_output(plain, plain.rgb, "jpeg", 90, MetadataPolicy())[0]).info
     )
+
+
+def test_the_written_srgb_profile_is_the_same_in_every_process() -> None:
+    """lcms dates a profile when it makes it: undated, two runs would write different bytes."""
+    import subprocess
+    import sys
+
+    code = "import sys; from camo_engine.io.load import srgb_profile_bytes; sys.stdout.buffer.write(srgb_profile_bytes())"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
+    time.sleep(1.1)  # lcms's date has whole seconds
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
+    assert first == second and first[24:36] == struct.pack(">6H", *ICC_DATE)
 
 
 def test_rotated_source_writes_upright_output(corpus: dict[str, Expected]) -> None:

@@ -25,3 +25,12 @@ def test_finite_values_are_left_alone():
 
 def test_a_bare_non_finite_value_is_still_standard_json():
     assert strict_json.dumps([math.nan]) == "[null]"
+
+
+def test_loads_puts_back_what_dumps_named():
+    from camo_engine.io.strict_json import dumps, loads
+
+    value = {"psnr": float("inf"), "views": [{"after": float("nan"), "a/b": 1}], "x": [1.0, float("-inf")]}
+    back = loads(dumps(value))
+    assert back["psnr"] == math.inf and back["x"] == [1.0, -math.inf] and math.isnan(back["views"][0]["after"])
+    assert back["views"][0]["a/b"] == 1 and "non_finite" not in back

@@ -2,14 +2,16 @@
 the one verdict (a panel of views)."""
 
 from .config import AttackConfig
-from .loop import IFGSM, AttackResult
+from .loop import IDLE, IFGSM, AttackResult, Idle
 from .strength import PRESETS, STRENGTHS, Strength, strength_config
 from .verdict import PanelJudge, ViewVerdict
 
 __all__ = [
     "AttackConfig",
     "AttackResult",
+    "IDLE",
     "IFGSM",
+    "Idle",
     "PRESETS",
     "PanelJudge",
     "STRENGTHS",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ..threat import Panel
 
@@ -80,3 +81,11 @@ class AttackConfig:
             return self.alpha
         ramp = max(1, self.steps // 4)
         return self.alpha_start * (self.alpha / self.alpha_start) ** (min(step, ramp) / ramp)
+
+
+def parse_level(text: str) -> float:
+    """A pixel-range amount written ``0.03`` or ``8/255``; ValueError for anything else."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text!r} is not a number or a fraction like 8/255") from None

@@ -20,12 +20,13 @@ With a differentiable ``transform`` (an enhancer: "attack through the enhancer")
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +40,28 @@ from ..victims.base import Victim, check_image
 from .config import AttackConfig
 from .direction import rms_step, step_direction
 from .verdict import Baseline, PanelJudge, ViewVerdict, network_input, panel_states
+
+
+def photo_seed(seed: int, rgb: np.ndarray) -> int:
+    """The random draws' seed for one photo: from ``seed`` and the photo's pixels, not its place
+    in the stream, so that a photo gets the same output alone, in any batch, in a service's
+    request stream or on any Ray worker."""
+    digest = hashlib.blake2b(rgb.tobytes(), digest_size=8, key=f"{seed}:{rgb.shape}".encode()).digest()
+    return int.from_bytes(digest, "little") >> 1  # non-negative, as torch's manual_seed wants
+
+
+class Idle:
+    """The type of :data:`IDLE`."""
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+# A stream item meaning "nothing to add now": the batch goes on with the photos it has and asks
+# the stream again after the next step.  A service feeds the loop from its queue of requests
+# this way without holding up the photos in flight.  It takes a place in the stream's numbering
+# and must stand at the same place in every stream given to ``IFGSM.run``.
+IDLE: Final = Idle()
 
 
 @dataclass
@@ -158,13 +181,14 @@ class IFGSM:
         bases = self.judge.baseline(originals, unattacked)
         items, finished = [], []
         for (index, (start, _, init)), rgb, base in zip(indexed, unattacked, bases):
+            seed = photo_seed(self.config.seed, rgb)
             x = init
             if self.config.random_start:
-                gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + index)
+                gen = torch.Generator().manual_seed(seed)
                 x = x + (torch.rand(x.shape, generator=gen) * 2 - 1) * self.config.eps
             # A contiguous copy: the fused step updates x in place, and start is the caller's.
             x = start.clone(memory_format=torch.contiguous_format) if x is start else self._project(x, start)
-            item = _Item(index, start, x, base, rgb, failing=[], rng=random.Random(self.config.seed * 1_000_003 + index))
+            item = _Item(index, start, x, base, rgb, failing=[], rng=random.Random(seed))
             now = rgb if x is start or torch.equal(x, start) else self.output_rgb(x)
             # The un-attacked output was judged by the baseline; a moved start is judged now.
             verdicts = (
@@ -212,6 +236,7 @@ class IFGSM:
         iterations start, e.g. an amortised protector's output inside the ball.  All are
         consumed lazily, only as places in the batch free up, so a stream of any length is
         attacked in bounded memory.  ``AttackResult.index`` is the position in the stream.
+        A stream may yield :data:`IDLE` when it has nothing to add yet.
         """
         more_originals = None if originals is None else iter(originals)
         more_inits = None if inits is None else iter(inits)
@@ -239,8 +264,17 @@ class IFGSM:
         """Pop photos from the queue while the batch has room (count and pixel budget)."""
         taken: list[tuple[int, tuple[Tensor, Tensor, Tensor]]] = []
         pixels = sum(it.pixels for it in active)
-        while queue and len(active) + len(taken) < self.config.batch_size:
+        idle = False
+        while len(active) + len(taken) < self.config.batch_size and queue:
             index, triple = queue.peek()
+            if triple[0] is IDLE:
+                queue.pop()
+                # Nothing to add now: step the photos in flight.  An IDLE can be stale (read
+                # while the batch was full), so the stream is asked once more first.
+                if idle:
+                    break
+                idle = True
+                continue
             for name, im in zip(("image", "original", "init"), triple):
                 check_image(im, f"{name} {index}")
             image = triple[0]

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..victims.base import Victim
 from .config import AttackConfig
 
 STRENGTHS = ("low", "medium", "high")
@@ -22,6 +23,11 @@ class Strength:
     # The victim's margin (a regressor's target beyond its threshold, a classifier's logit
     # confidence) as a multiple of the victim's default, per victim kind.
     margin_scale: dict[str, float]
+
+    def apply_margin(self, victim: Victim) -> Victim:
+        """Scale ``victim``'s margin (in place) to this preset's, for its kind; returns it."""
+        victim.scale_margin(self.margin_scale.get(victim.kind, 1.0))
+        return victim
 
 
 PRESETS: dict[str, Strength] = {

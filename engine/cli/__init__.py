@@ -12,6 +12,7 @@ from .catalog import enhancers, victims
 from .evaluate import evaluate_command
 from .export import export
 from .protect import protect
+from .serve import serve_command
 from .train import train_protector_command
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.command()(enhancers)
 app.command("evaluate")(evaluate_command)
 app.command("bench")(bench_command)
 app.command("train-protector")(train_protector_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

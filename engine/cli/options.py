@@ -6,7 +6,6 @@ way (Polygraphy's reusable argument groups).
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -16,13 +15,23 @@ if TYPE_CHECKING:
     from ..attack import AttackConfig
 
 
-
 def parse_level(text: str) -> float:
     """Accept ``0.03`` or ``8/255`` for a pixel-range amount."""
+    from ..attack.config import parse_level as level
+
     try:
-        return float(Fraction(text))
-    except (ValueError, ZeroDivisionError) as exc:
-        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
+        return level(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def allow_pixels(max_pixels: int | None) -> None:
+    """Let Pillow open images up to ``max_pixels``: its own process-wide bomb guard (~179 MP)
+    would refuse first, and ours (``--max-pixels``) is the one that applies."""
+    from PIL import Image
+
+    if max_pixels:
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
 
 
 def parse_list(text: str, kind: type, name: str) -> list:

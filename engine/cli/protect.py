@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from PIL import Image
 from rich.table import Table
 from rich.progress import (
     BarColumn,
@@ -45,6 +44,7 @@ from .options import (
     VictimOpt,
     ViewsPerStepOpt,
     WeightsOpt,
+    allow_pixels,
     attack_config,
     backend_for,
     backend_options,
@@ -91,6 +91,7 @@ def protect(
     contact_sheet: Annotated[Optional[Path], typer.Option(help="Write a PNG: original | enhanced | protected | amplified difference (first 24 photos).")] = None,
     protector_file: Annotated[Optional[Path], typer.Option("--protector", help="Amortised protector checkpoint (.pt from `camo-engine train-protector`, trained against --victim): one forward pass per photo.")] = None,
     finish_steps: Annotated[Optional[int], typer.Option("--finish-steps", help="With --protector: up to this many I-FGSM steps on the photos it did not protect (default 0: the protector alone).")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Protect on Ray workers: 'local' (a Ray instance on this machine) or a cluster ADDRESS (the ray extra).")] = None,
 ) -> None:
     """Protect photos and write them with a report (report.jsonl, report.csv, summary.json)."""
     from ..io.discover import discover
@@ -112,9 +113,9 @@ def protect(
     if protector_file is not None and ctx.get_parameter_source("steps").name != "DEFAULT":
         raise typer.BadParameter("with --protector the I-FGSM budget is --finish-steps, not --steps")
     backend = backend_for(victim, backend, given=ctx.get_parameter_source("backend").name != "DEFAULT")
-    if max_pixels:
-        # Pillow has its own bomb guard (~179 MP); ours is the one that applies.
-        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
+    if ray and contact_sheet:
+        raise typer.BadParameter("--contact-sheet is not available with --ray")
+    allow_pixels(max_pixels)
     try:
         metadata = MetadataPolicy(keep=keep_metadata, keep_gps=keep_gps)
         jobs = discover(paths)
@@ -133,8 +134,8 @@ def protect(
             batch_size=batch_size,
             seed=seed,
         )
-        protector = Protector(
-            victim,
+        protector_options = dict(
+            victim=victim,
             config=config,
             backend=backend,
             backend_options=backend_options(backend, precision, providers, provider_fallback, onnx_cache),
@@ -145,6 +146,8 @@ def protect(
             finish_steps=finish_steps or 0,
             **victim_options(weights, threshold, target, top_k, target_class),
         )
+        # With --ray too: every option is checked here, before any work is sent out.
+        protector = Protector(**protector_options)
     except (ValueError, OSError, TypeError) as exc:
         console.print(f"[red]camo-engine: {exc}")
         raise typer.Exit(2) from exc
@@ -164,15 +167,18 @@ def protect(
         console=console,
     ) as progress:
         task = progress.add_task("protect", total=len(jobs), last="")
+
+        def on_done(row: dict) -> None:
+            progress.update(task, advance=1, last=Path(row["input"]).name)
+
         try:
-            summary = protect_files(
-                protector,
-                jobs,
-                output,
-                options,
-                on_done=lambda row: progress.update(task, advance=1, last=Path(row["input"]).name),
-            )
-        except (ValueError, OSError) as exc:
+            if ray:
+                from ..distributed import protect_files_ray
+
+                summary = protect_files_ray(jobs, output, options, protector_options, ray, on_done)
+            else:
+                summary = protect_files(protector, jobs, output, options, on_done)
+        except (ValueError, OSError, ImportError) as exc:
             console.print(f"[red]camo-engine: {exc}")
             raise typer.Exit(2) from exc
     print_summary(summary, victim, output)

@@ -8,6 +8,7 @@ a person can act on.  Nothing here writes to disk or changes Pillow's global set
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import stat
@@ -103,11 +104,17 @@ _DECODE_LOCK = threading.Lock()
 
 
 class ImageLoadError(Exception):
-    """A file that cannot be turned into a photo to protect, and why."""
+    """A file that cannot be turned into a photo to protect, and why.
 
-    def __init__(self, path: Path | str | None, reason: str) -> None:
+    ``unsupported``: the data is in no image format this build reads (text, a PDF, HEIC without
+    pillow-heif...), as opposed to an image that is damaged or refused (a service answers 415
+    for the one and 422 for the other).
+    """
+
+    def __init__(self, path: Path | str | None, reason: str, unsupported: bool = False) -> None:
         self.path = path
         self.reason = reason
+        self.unsupported = unsupported
         super().__init__(f"{path if path is not None else '<image>'}: {reason}")
 
 
@@ -142,12 +149,7 @@ class LoadedImage:
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode the photo at ``path``; raises :class:`ImageLoadError` saying why it cannot."""
     path = Path(path)
-    if path.suffix.lower() in RAW_SUFFIXES:
-        raise ImageLoadError(
-            path,
-            f"camera RAW files ({path.suffix}) are not supported: "
-            "export to JPEG, PNG or TIFF first",
-        )
+    refuse_raw(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below);
         # it changes nothing for regular files.
@@ -167,6 +169,18 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         raise ImageLoadError(path, "permission denied") from None
     except OSError as e:  # I/O errors of the file itself; decode errors were mapped in _decode
         raise ImageLoadError(path, f"cannot read file: {e.strerror or e}") from None
+
+
+def refuse_raw(path: Path) -> None:
+    """Raise :class:`ImageLoadError` for a camera RAW file, named by its suffix: Pillow would
+    open its embedded preview and silently protect that instead of the photo."""
+    if path.suffix.lower() in RAW_SUFFIXES:
+        raise ImageLoadError(
+            path,
+            f"camera RAW files ({path.suffix}) are not supported: "
+            "export to JPEG, PNG or TIFF first",
+            unsupported=True,
+        )
 
 
 def load_bytes(
@@ -232,7 +246,10 @@ def _decode_locked(fp: BinaryIO, path: Path | str | None, max_pixels: int) -> Lo
         im = Image.open(fp)
     except UnidentifiedImageError:
         fp.seek(0)
-        raise ImageLoadError(path, _unidentified_reason(fp.read(64))) from None
+        head = fp.read(64)
+        raise ImageLoadError(
+            path, _unidentified_reason(head), unsupported=_signature(head) is None
+        ) from None
     except Image.DecompressionBombError as e:
         # Above twice Pillow's process-wide PIL.Image.MAX_IMAGE_PIXELS: Pillow refuses on its own.
         raise ImageLoadError(
@@ -337,9 +354,7 @@ def _unidentified_reason(head: bytes) -> str:
                 )
             return "HEIC/HEIF image that pillow-heif cannot decode"
         return f"unsupported ISO media file (brand {brand.decode('latin-1')!r}), not a still image"
-    name = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        name = "WebP"
+    name = _signature(head)
     if name:
         return f"corrupt {name} file: it starts like one but its header is damaged"
     if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL "):
@@ -352,6 +367,13 @@ def _unidentified_reason(head: bytes) -> str:
     if _looks_like_text(head):
         return "not an image: the file contains text"
     return "not an image, or an image format that cannot be read"
+
+
+def _signature(head: bytes) -> str | None:
+    """The format that a file's first bytes announce, among those Pillow reads."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -435,9 +457,22 @@ def _srgb() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
+# The date in the ICC header of the sRGB profile written with outputs (lcms stamps the time the
+# profile was made): fixed, so that the same photo and options give the same bytes in any run.
+ICC_DATE = (2000, 1, 1, 0, 0, 0)
+
+
+@functools.cache
 def srgb_profile_bytes() -> bytes:
-    """The ICC profile that describes every LoadedImage's pixels."""
-    return _srgb().tobytes()
+    """The ICC profile that describes every LoadedImage's pixels, dated :data:`ICC_DATE`."""
+    data = bytearray(_srgb().tobytes())
+    data[24:36] = struct.pack(">6H", *ICC_DATE)
+    if any(data[84:100]):
+        # A profile ID: the MD5 of the profile with its flags, intent and ID fields zeroed.
+        probe = bytearray(data)
+        probe[44:48], probe[64:68], probe[84:100] = bytes(4), bytes(4), bytes(16)
+        data[84:100] = hashlib.md5(probe).digest()
+    return bytes(data)
 
 
 _ICC_SPACE = {"RGB": "RGB", "L": "GRAY", "CMYK": "CMYK"}

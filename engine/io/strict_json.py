@@ -48,3 +48,18 @@ def dumps(value: Any, indent: int | None = None) -> str:
     if found and isinstance(clean, dict):
         clean[NON_FINITE_KEY] = found
     return json.dumps(clean, indent=indent, default=str, allow_nan=False)
+
+
+def loads(text: str) -> Any:
+    """The inverse of :func:`dumps`: the values named under ``"non_finite"`` put back as the
+    floats they were, and that entry removed."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        return value
+    for pointer, number in value.pop(NON_FINITE_KEY, {}).items():
+        *path, last = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+        holder = value
+        for part in path:
+            holder = holder[int(part) if isinstance(holder, list) else part]
+        holder[int(last) if isinstance(holder, list) else last] = float(number)
+    return value
