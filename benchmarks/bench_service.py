@@ -13,8 +13,8 @@ Everything runs on 127.0.0.1 and is bounded: ``--requests`` per concurrency leve
    (``protect_files``, in a child process, after a warm-up photo) on the same number of the
    same photos: the ratio is taken side by side, since the machine is shared and its load
    drifts (the load average is recorded with each level).
-2. Soak: ``--soak`` requests in a row from one client (the bundled photos downscaled to 320 px
-   on the long side, to keep it minutes); RSS every 50 requests.
+2. Soak: ``--soak`` requests in a row from one client at ``--soak-strength`` (the bundled
+   photos downscaled to 320 px on the long side, to keep it minutes); RSS every 50 requests.
 3. Mixed: empty body, text, truncated JPEG, a decompression bomb and a bad option between good
    requests from 4 clients: each bad one must get its 4xx, each good one 200.
 
@@ -195,6 +195,7 @@ def baseline_child(inputs: Path, victim: str, strength: str, steps: int) -> None
 
 
 def small_bodies(photos: list[Path], long_side: int = 320) -> list[bytes]:
+    """The photos downscaled to ``long_side`` (when larger) and re-encoded as JPEG 92."""
     bodies = []
     for path in photos:
         with Image.open(path) as im:
@@ -204,6 +205,16 @@ def small_bodies(photos: list[Path], long_side: int = 320) -> list[bytes]:
             im.save(buf, "JPEG", quality=92)
             bodies.append(buf.getvalue())
     return bodies
+
+
+def small_photos(photos: list[Path], long_side: int, folder: Path) -> list[Path]:
+    """:func:`small_bodies` as files in ``folder`` (for ``protect``'s side of the ratio)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path, body in zip(photos, small_bodies(photos, long_side)):
+        out.append(folder / f"{path.stem}.jpg")
+        out[-1].write_bytes(body)
+    return out
 
 
 def bomb_png(width: int, height: int) -> bytes:
@@ -244,7 +255,7 @@ def mixed_run(base: str, goods: list[bytes]) -> dict:
     return {"rows": rows, "all_as_expected": all(r["status"] == r["expected"] for r in rows)}
 
 
-def soak(server: Server, bodies: list[bytes], count: int, time_limit: float) -> dict:
+def soak(server: Server, bodies: list[bytes], count: int, time_limit: float, strength: str) -> dict:
     marks = []
     stop_at = time.monotonic() + time_limit
     errors = 0
@@ -254,7 +265,8 @@ def soak(server: Server, bodies: list[bytes], count: int, time_limit: float) -> 
         for n in range(count):
             if time.monotonic() > stop_at:
                 break
-            errors += http.post("/v1/protect", content=bodies[n % len(bodies)]).status_code != 200
+            answer = http.post("/v1/protect", content=bodies[n % len(bodies)], params={"strength": strength})
+            errors += answer.status_code != 200
             if (n + 1) % 50 == 0:
                 marks.append((n + 1, round(process.memory_info().rss / 2**20, 1)))
     done = n + 1
@@ -270,7 +282,7 @@ def soak(server: Server, bodies: list[bytes], count: int, time_limit: float) -> 
 def markdown(results: dict) -> str:
     lines = [
         f"victim {results['victim']}, --strength {results['strength']}, --steps {results['steps']}, "
-        f"{results['requests']} requests per level "
+        f"{results['requests']} requests per level, photos at long side {results['long_side'] or 'as bundled'} "
         f"(the {len(results['photos'])} bundled photos in turn), load average {results['load_before']} before / "
         f"{results['load_after']} after (2 cores shared with other work)",
         "",
@@ -287,7 +299,8 @@ def markdown(results: dict) -> str:
             f"{level['rss_max_mib']} | {level['load']} |"
         )
     soak_ = results["soak"]
-    lines += ["", f"soak: {soak_['requests']} requests in a row, {soak_['errors']} errors, RSS (MiB) every 50: "
+    lines += ["", f"soak (strength {results['soak_strength']}, 320-px photos): {soak_['requests']} requests in a row, "
+              f"{soak_['errors']} errors, RSS (MiB) every 50: "
               + ", ".join(f"{n}: {rss}" for n, rss in soak_["rss_mib_every_50"])
               + f"; growth from request 100 to the end: {soak_['growth_after_100_mib']} MiB", ""]
     lines += ["| mixed request | expected | got | reason |", "|---|---|---|---|"]
@@ -303,7 +316,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--requests", type=int, default=72, help="requests per concurrency level")
     parser.add_argument("--clients", default="1,4,8,16")
+    parser.add_argument("--long-side", type=int, help="send the photos downscaled to this long side (JPEG 92)")
     parser.add_argument("--soak", type=int, default=500, help="requests in a row for the soak")
+    parser.add_argument("--soak-strength", help="the soak's strength (default: --strength); memory, not robustness, is measured")
     parser.add_argument("--time-limit", type=float, default=1200, help="seconds per phase at most")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--baseline-child", type=Path, help=argparse.SUPPRESS)
@@ -312,10 +327,14 @@ def main() -> None:
         baseline_child(args.baseline_child, args.victim, args.strength, args.steps)
         return
 
-    photos = sample_paths()
-    bodies = [p.read_bytes() for p in photos]
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    results: dict = {"victim": args.victim, "strength": args.strength, "steps": args.steps, "requests": args.requests,
+    photos = sample_paths()
+    if args.long_side:
+        photos = small_photos(photos, args.long_side, work / "photos")
+    bodies = [p.read_bytes() for p in photos]
+    results: dict = {"victim": args.victim, "strength": args.strength, "soak_strength": args.soak_strength or args.strength,
+                     "long_side": args.long_side,
+                     "steps": args.steps, "requests": args.requests,
                      "photos": [p.name for p in photos], "load_before": round(os.getloadavg()[0], 2)}
     try:
         server = Server(args.victim, args.strength, args.steps, work / "server.log")
@@ -349,7 +368,7 @@ def main() -> None:
                 results["levels"].append(level)
                 print(json.dumps(level), flush=True)
             server.phase = "soak"
-            results["soak"] = soak(server, small_bodies(photos), args.soak, args.time_limit)
+            results["soak"] = soak(server, small_bodies(photos), args.soak, args.time_limit, args.soak_strength or args.strength)
             print(json.dumps(results["soak"]), flush=True)
             server.phase = "mixed"
             results["mixed"] = mixed_run(server.base, bodies)

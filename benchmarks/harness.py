@@ -24,8 +24,10 @@ import functools
 import math
 import os
 import platform
+import random
 import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +41,8 @@ from PIL import Image
 from torch import Tensor
 
 from ..attack import IFGSM, AttackConfig
-from ..attack.verdict import PanelJudge, panel_states
+from ..attack.loop import jitter_view
+from ..attack.verdict import PanelJudge, network_input, panel_states
 from ..backends import GradientBackend, Step, make_backend
 from ..io import jpeg, strict_json
 from ..io.load import load_image
@@ -59,7 +62,7 @@ CROPS = (
     (1.0, 0.5, 0.5), (0.8, 0.0, 0.0), (0.8, 1.0, 1.0), (0.8, 0.0, 1.0),
     (0.8, 1.0, 0.0), (0.6, 0.5, 0.5), (0.6, 0.0, 0.0), (0.6, 1.0, 1.0),
 )
-TOOLS = ("torchattacks", "reference", "art")
+TOOLS = ("torchattacks", "eot", "reference", "art")
 OURS = "camo-engine I-FGSM (ours)"
 
 
@@ -297,6 +300,66 @@ class VerdictLogits(torch.nn.Module):
         return torch.stack([margin, torch.zeros_like(margin)], 1)
 
 
+class PanelLogits(torch.nn.Module):
+    """A classifier victim seen by a cross-entropy attack tool through a random view per forward
+    pass, drawn from the distribution our attack samples its gradients from: a panel view, or
+    with probability ``jitter / (views_per_step + jitter)`` a random downscale + JPEG channel
+    read as a panel view (:func:`~camo_engine.attack.loop.jitter_view`).  Outputs
+    ``[margin, 0]`` against that view's verdict targets, like :class:`VerdictLogits`, so
+    torchattacks' EOTPGD averages its gradient over the same views.
+
+    Shape:
+        - input: (B, 3, H, W) same-size photos in [0, 1].
+        - output: (B, 2).
+    """
+
+    def __init__(self, victim: Victim, panel: Panel, config: AttackConfig) -> None:
+        super().__init__()
+        self.victim, self.panel = victim, panel
+        self.jitter_share = config.jitter / (config.views_per_step + config.jitter)
+        self.rng = random.Random(config.seed)
+        self.targets: Tensor | None = None  # (B, views, classes): each photo's targets per view
+        self.train(victim.training)
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.targets is None or len(self.targets) != len(images):
+            raise ValueError("set PanelLogits.targets to the per-view targets of the batch being attacked")
+        if self.rng.random() < self.jitter_share:
+            v, view = jitter_view(self.panel, self.rng)
+        else:
+            v = self.rng.randrange(len(self.panel.views))
+            view = self.panel.views[v]
+        delivered = view.channel.torch(images)
+        inputs = torch.stack([network_input(self.victim, view.reading, d) for d in delivered])
+        margin = self.victim.margin(self.victim.network(inputs), self.targets[:, v])
+        return torch.stack([margin, torch.zeros_like(margin)], 1)
+
+
+def eot_tool(kind: str, victim: Victim, config: AttackConfig, eps: float, alpha: float, steps: int, eot_iter: int) -> Tool:
+    """torchattacks ``EOTPGD`` (``eot_iter`` views per step) or ``PGD`` (one view per step) over
+    the panel's view distribution (:class:`PanelLogits`), descending each view's verdict margin."""
+    import torchattacks
+
+    panel = resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
+    model = PanelLogits(victim, panel, config)
+    options = {"eot_iter": eot_iter} if kind == "EOTPGD" else {}
+    attack = getattr(torchattacks, kind)(model, eps=eps, alpha=alpha, steps=steps, **options)
+    judge = PanelJudge(victim, make_backend("torch", victim), panel, config.written)
+    bs = config.batch_size
+
+    def run(images: list[np.ndarray]) -> Outcome:
+        torch.manual_seed(config.seed)  # PGD's random start
+        targets = torch.stack([torch.stack(base.targets) for base in judge.baseline(images, images)])
+        adversarial = []
+        for start, batch in zip(range(0, len(images), bs), _batches(images, bs)):
+            model.targets = targets[start : start + len(batch)]
+            labels = torch.zeros(len(batch), dtype=torch.long)
+            adversarial += [jpeg.to_uint8(x) for x in attack(batch, labels)]
+        return Outcome(adversarial, len(images) * steps * eot_iter, math.ceil(len(images) / bs) * steps * eot_iter)
+
+    return run
+
+
 def verdict_targets(victim: Victim, backend: GradientBackend, images: list[np.ndarray], quality: int) -> Tensor:
     """The verdict's targets for each photo under the victim's own reading after the JPEG
     re-encode (:meth:`PanelJudge.baseline`): what the victim says of the original and of its
@@ -403,7 +466,7 @@ def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tu
     for name in tools:
         if name not in TOOLS:
             raise ValueError(f"unknown tool {name!r}; known: {', '.join(TOOLS)}")
-        if name in ("torchattacks", "art") and not classifier:
+        if name in ("torchattacks", "eot", "art") and not classifier:
             notes.append(f"{name}: skipped for {victim.name}, it attacks classifiers (cross-entropy on labels)")
             continue
         if name == "torchattacks":
@@ -413,6 +476,12 @@ def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tu
                     out.append(Contender(f"torchattacks {kind}", setting, eps, alpha, steps, bs,
                                          functools.partial(torchattacks_tool, kind, victim, eps, alpha, steps, bs,
                                                            config.seed, config.jpeg_quality)))
+        elif name == "eot":
+            # Over the view distribution our attack samples: as many views per step as ours.
+            per_step = config.views_per_step + config.jitter
+            for kind, eot_iter in (("EOTPGD", per_step), ("PGD", 1)):
+                out.append(Contender(f"torchattacks {kind} (panel views)", "ours", *ours_budget, bs,
+                                     functools.partial(eot_tool, kind, victim, config, *ours_budget, eot_iter)))
         elif name == "reference":
             paper = (reference_hcmus.PAPER_EPS, reference_hcmus.PAPER_ALPHA, reference_hcmus.PAPER_STEPS)
             for setting, (eps, alpha, steps) in (("paper", paper), ("ours", ours_budget)):
@@ -561,7 +630,21 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "avx512_bf16": "avx512_bf16" in cpu_flags,
         "load_average": os.getloadavg(),
+        "commit": source_commit(),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit of the code that ran (``+dirty`` with uncommitted changes), or None
+    outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def run_bench(

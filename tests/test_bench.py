@@ -237,3 +237,51 @@ def test_bench_grid_channels_last_bf16_and_onnxruntime(tmp_path, monkeypatch, on
     # The honest verdict is fp32 whatever the step's precision: the JPEG-alone share cannot move.
     assert len({r["alone_rate"] for r in data["grid"]}) == 1
     assert sum("skipped" in note for note in data["notes"]) == 3  # onnxruntime: no bf16, no channels-last
+
+
+def test_panel_logits_reads_each_draw_through_its_view_and_targets(small_photos):
+    """Every forward draws one view (a panel view, or a jitter channel read as one) and gives
+    [margin, 0] against that view's targets: the margin of the draw's own reading."""
+    victim = load_victim("efficientnet-lite0")
+    config = strength_config("medium")
+    panel = bench.resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
+    model = bench.PanelLogits(victim, panel, config)
+    images = [small_photos[0][:96, :96]] * 2
+    judge = PanelJudge(victim, TorchBackend(victim), panel, config.written)
+    model.targets = torch.stack([torch.stack(b.targets) for b in judge.baseline(images, images)])
+    batch = torch.stack([jpeg.to_float(im) for im in images])
+    with torch.no_grad():
+        draws = [model(batch) for _ in range(12)]
+    assert all(d.shape == (2, 2) and torch.all(d[:, 1] == 0) for d in draws)
+    # The draws differ: views (readings, channels) differ, and so do their margins.
+    assert len({round(float(d[0, 0]), 4) for d in draws}) > 1
+    with pytest.raises(ValueError, match="targets"):
+        model.targets = None
+        model(batch)
+
+
+@pytest.mark.slow
+def test_eot_contenders_are_judged_by_the_panel(tmp_path):
+    pytest.importorskip("torchattacks")
+    app = typer.Typer()
+    app.command()(bench_command)
+    args = ["--victim", "efficientnet-lite0", "--images", "2", "--size", "96", "--batch-size", "2", "--threads", "1",
+            "--steps", "2", "--warmup", "1", "--runs", "1", "--compare-runs", "1", "--compare", "--tools", "eot",
+            "--out", str(tmp_path), "--name", "eot"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = strict_json.loads((tmp_path / "eot.json").read_text())["compare"]
+    assert [r["tool"] for r in rows] == ["camo-engine I-FGSM (ours)", "torchattacks EOTPGD (panel views)", "torchattacks PGD (panel views)"]
+    medium = strength_config("medium")
+    eot, pgd = rows[1], rows[2]
+    assert eot["gradient_rows"] == 2 * 2 * (medium.views_per_step + medium.jitter) and pgd["gradient_rows"] == 2 * 2
+    assert len({r["alone_rate"] for r in rows}) == 1  # the same panel judged every tool
+
+
+def test_results_name_the_commit_that_made_them():
+    import re
+
+    commit = bench.environment()["commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit), commit
+    if (bench.Path(bench.__file__).resolve().parents[1] / ".git").exists():
+        assert commit is not None  # in a checkout the commit must be found

@@ -117,6 +117,10 @@ def test_concurrent_requests_share_a_batch(service, small_photos):
     assert [a.status_code for a in answers] == [200] * 4
     assert {a.headers["x-camo-steps"] for a in answers} == {"6"}
     passes_now, single_now = metric(base, passes) - before[0], metric(base, single) - before[1]
+    # Each finished photo counts once per view of its panel (low: the victim's own view).
+    text = httpx.get(f"{base}/metrics").text
+    per_view = re.findall(r'^camo_view_photos_total\{outcome="(\w+)",view="([^"]+)"\} (\S+)$', text, re.M)
+    assert per_view and sum(float(n) for _, _, n in per_view) >= 4, text
     # 4 photos x 6 steps one by one would be 24 passes of one photo each.
     assert single_now < passes_now < 24, (single_now, passes_now)
 

@@ -50,6 +50,16 @@ def photo_seed(seed: int, rgb: np.ndarray) -> int:
     return int.from_bytes(digest, "little") >> 1  # non-negative, as torch's manual_seed wants
 
 
+def jitter_view(panel: Panel, rng: random.Random) -> tuple[int, View]:
+    """A random off-panel view for a gradient sample: a downscale by 0.4-1 (bilinear or bicubic)
+    then JPEG 65-95, read as a random panel view ``v`` reads (and aimed at its target)."""
+    v = rng.randrange(len(panel.views))
+    channel = Channel.parse(
+        f"scale:{rng.uniform(0.4, 1.0):.3f}:{rng.choice(('bilinear', 'bicubic'))}+jpeg:{rng.randint(65, 95)}"
+    )
+    return v, View(channel, panel.views[v].reading)
+
+
 class Idle:
     """The type of :data:`IDLE`."""
 
@@ -300,12 +310,8 @@ class IFGSM:
             chosen = failing + item.rng.sample(others, min(k - len(failing), len(others)))
         pairs = [(self.panel.views[v], item.base.targets[v]) for v in chosen]
         for _ in range(self.config.jitter):
-            v = item.rng.randrange(len(self.panel.views))
-            channel = Channel.parse(
-                f"scale:{item.rng.uniform(0.4, 1.0):.3f}:{item.rng.choice(('bilinear', 'bicubic'))}"
-                f"+jpeg:{item.rng.randint(65, 95)}"
-            )
-            pairs.append((View(channel, self.panel.views[v].reading), item.base.targets[v]))
+            v, view = jitter_view(self.panel, item.rng)
+            pairs.append((view, item.base.targets[v]))
         return pairs
 
     def _step(self, items: list[_Item]) -> list[AttackResult]:
