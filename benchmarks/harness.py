@@ -335,6 +335,22 @@ class PanelLogits(torch.nn.Module):
         return torch.stack([margin, torch.zeros_like(margin)], 1)
 
 
+def _label_zero_in_batches(
+    attack: Callable[[Tensor, Tensor], Tensor],
+    model: VerdictLogits | PanelLogits,
+    targets: Tensor,
+    images: list[np.ndarray],
+    batch_size: int,
+) -> list[np.ndarray]:
+    """A torchattacks attack on ``model`` batch by batch, label 0 (descend the margin), with
+    ``model.targets`` set to each batch's rows of ``targets``; the adversarial photos as uint8."""
+    adversarial = []
+    for start, batch in zip(range(0, len(images), batch_size), _batches(images, batch_size)):
+        model.targets = targets[start : start + len(batch)]
+        adversarial += [jpeg.to_uint8(x) for x in attack(batch, torch.zeros(len(batch), dtype=torch.long))]
+    return adversarial
+
+
 def eot_tool(kind: str, victim: Victim, config: AttackConfig, eps: float, alpha: float, steps: int, eot_iter: int) -> Tool:
     """torchattacks ``EOTPGD`` (``eot_iter`` views per step) or ``PGD`` (one view per step) over
     the panel's view distribution (:class:`PanelLogits`), descending each view's verdict margin."""
@@ -350,11 +366,7 @@ def eot_tool(kind: str, victim: Victim, config: AttackConfig, eps: float, alpha:
     def run(images: list[np.ndarray]) -> Outcome:
         torch.manual_seed(config.seed)  # PGD's random start
         targets = torch.stack([torch.stack(base.targets) for base in judge.baseline(images, images)])
-        adversarial = []
-        for start, batch in zip(range(0, len(images), bs), _batches(images, bs)):
-            model.targets = targets[start : start + len(batch)]
-            labels = torch.zeros(len(batch), dtype=torch.long)
-            adversarial += [jpeg.to_uint8(x) for x in attack(batch, labels)]
+        adversarial = _label_zero_in_batches(attack, model, targets, images, bs)
         return Outcome(adversarial, len(images) * steps * eot_iter, math.ceil(len(images) / bs) * steps * eot_iter)
 
     return run
@@ -382,11 +394,7 @@ def torchattacks_tool(
     def run(images: list[np.ndarray]) -> Outcome:
         torch.manual_seed(seed)  # PGD's random start
         targets = verdict_targets(victim, backend, images, quality)
-        adversarial = []
-        for start, batch in zip(range(0, len(images), batch_size), _batches(images, batch_size)):
-            model.targets = targets[start : start + len(batch)]
-            labels = torch.zeros(len(batch), dtype=torch.long)
-            adversarial += [jpeg.to_uint8(x) for x in attack(batch, labels)]
+        adversarial = _label_zero_in_batches(attack, model, targets, images, batch_size)
         return Outcome(adversarial, len(images) * steps, math.ceil(len(images) / batch_size) * steps)
 
     return run

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def completed_inputs(outdir: Path) -> set[str]:
 
 # One photo's outcome as a producer hands it over: the job, the output file's bytes (None for an
 # error) and its report row, whose ``output`` the writer fills in once the file is stored.
-Emit = Callable[[Job, Optional[bytes], dict[str, Any]], None]
+Emit = Callable[[Job, bytes | None, dict[str, Any]], None]
 
 
 def protect_files(
