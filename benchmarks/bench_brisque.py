@@ -4,7 +4,7 @@ whole ``camo-engine protect`` of a 12-megapixel photo with either.
 
     python benchmarks/bench_brisque.py [--out benchmarks/results] [--threads 2]
         [--sizes 320x512 640x1024 3000x4000] [--batches 1 4] [--variants plain fused piq compile]
-        [--name brisque] [--protect] [--accuracy] [--kernel] [--no-steps]
+        [--name brisque] [--protect [--protect-strength medium]] [--accuracy] [--kernel] [--no-steps]
 
 Steps (``NAME_steps.csv/json``): one image-step is what the attack runs per photo and step:
 the grey conversion, the victim's score, and the gradient of the attack loss back to the RGB
@@ -29,10 +29,10 @@ the time is piq's, but its scores are meaningless and are not compared.
 Mixed sizes (``NAME_mixed.csv/json``): four photos of different sizes in one ``network_mixed``
 call against one call per photo (fused).
 
-``--protect`` (``NAME_protect.csv/json``): ``camo-engine protect`` of one 12 MP photo in a
-child process per formulation, the victim at the photo's own resolution (the registry's
-``brisque`` entry is swapped for ``Brisque(long_side=None, short_side=None)``, since the command
-line has no geometry option yet; ``plain`` runs the whole command in ``plain_formulation``).  The photo: the ``china`` sample upscaled to
+``--protect`` (``NAME_protect.csv/json``): ``camo-engine protect --strength
+PROTECT_STRENGTH`` of one 12 MP photo in a child process per formulation (``plain`` and
+``fused``, as far as ``--variants`` names them), the victim at the photo's own resolution
+(its default; ``plain`` runs the whole command in ``plain_formulation``).  The photo: the ``china`` sample upscaled to
 4000x3000 (Lanczos) with Gaussian grain of sigma 4/255, as JPEG 95.  The grain stands in for a
 camera's: the plain upscale is so smooth that BRISQUE at native resolution already rates it
 above the threshold (65 to 79 for every sample), and the attack would take no step.  Reported:
@@ -348,17 +348,10 @@ def bench_kernel(args: argparse.Namespace) -> list[dict]:
 
 # -- whole protect --------------------------------------------------------------------------------
 PROTECT_CHILD = """
-import contextlib, dataclasses, sys
-from camo_engine import victims
-from camo_engine.victims.brisque import Brisque
-
-def native(**options):
-    return Brisque(long_side=None, short_side=None, **options)
-
-victims.REGISTRY["brisque"] = dataclasses.replace(victims.REGISTRY["brisque"], factory=native)
+import contextlib, sys
 from camo_engine.cli import main
 from camo_engine.kernels.brisque import plain_formulation
-sys.argv = ["camo-engine", "protect", {photo!r}, "-o", {out!r}, "--victim", "brisque"]
+sys.argv = ["camo-engine", "protect", {photo!r}, "-o", {out!r}, "--victim", "brisque", "--strength", {strength!r}]
 with plain_formulation() if not {fused} else contextlib.nullcontext():
     main()
 """
@@ -379,8 +372,10 @@ def bench_protect(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         photo = make_12mp(Path(tmp))
         for name, fused in (("plain", False), ("fused", True)):
+            if name not in args.variants:
+                continue
             out = Path(tmp) / f"out-{name}"
-            script = PROTECT_CHILD.format(fused=fused, photo=str(photo), out=str(out))
+            script = PROTECT_CHILD.format(fused=fused, photo=str(photo), out=str(out), strength=args.protect_strength)
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             started = time.perf_counter()
             child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL)
@@ -391,6 +386,7 @@ def bench_protect(args: argparse.Namespace) -> list[dict]:
             report = json.loads((out / "report.jsonl").read_text().splitlines()[0])
             rows.append({
                 "variant": name,
+                "strength": args.protect_strength,
                 "photo": "4000x3000",
                 "seconds": seconds,
                 "peak_rss_mib": usage.ru_maxrss / 1024,
@@ -399,7 +395,7 @@ def bench_protect(args: argparse.Namespace) -> list[dict]:
                 "before": report.get("before"),
                 "after": report.get("after"),
             })
-            print(f"protect 12 MP, {name:<6} {seconds:7.1f} s  peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB  "
+            print(f"protect 12 MP, {name:<6} at {args.protect_strength:<6} {seconds:7.1f} s  peak RSS {rows[-1]['peak_rss_mib']:6.0f} MiB  "
                   f"steps {rows[-1]['steps']}  {rows[-1]['before']} -> {rows[-1]['after']}", flush=True)
     return rows
 
@@ -478,7 +474,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (at least 1)")
     parser.add_argument("--rounds", type=int, help="timed rounds (default: 20 / megapixels in the batch, 3 to 15)")
     parser.add_argument("--no-steps", action="store_true", help="skip the per-step grid")
-    parser.add_argument("--protect", action="store_true", help="time the whole protect of a 12 MP photo")
+    parser.add_argument("--protect", action="store_true", help="time the whole protect of a 12 MP photo (the plain and fused --variants)")
+    parser.add_argument("--protect-strength", default="medium", help="the protect's --strength")
     parser.add_argument("--accuracy", action="store_true", help="scores and gradients against float64")
     parser.add_argument("--kernel", action="store_true", help="the kernel alone, one thread, CPU time")
     args = parser.parse_args()

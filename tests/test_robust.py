@@ -138,6 +138,26 @@ def test_differentiable_stand_ins_track_the_real_views():
         assert (real - stand_in).abs().mean() < 0.02, spec
 
 
+@pytest.mark.parametrize("band_rows", [16, 48])
+def test_banded_jpeg_stand_in_equals_the_whole_photo_call(band_rows):
+    """Large photos' JPEG stand-in runs in row bands (bounded memory): same values and the
+    same gradient as one call on the whole photo, with a ragged last band and an odd width."""
+    from camo_engine.threat.channels import jpeg_torch
+
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.random((2, 3, 117, 75), dtype=np.float32)).requires_grad_(True)
+    weights = torch.from_numpy(rng.standard_normal((2, 3, 117, 75), dtype=np.float32))
+    whole = jpeg_torch(x, 80, band_rows=None)  # 8775 pixels: one call
+    (grad_whole,) = torch.autograd.grad((whole * weights).sum(), x)
+    banded = jpeg_torch(x, 80, band_rows=band_rows)
+    (grad_banded,) = torch.autograd.grad((banded * weights).sum(), x)
+    assert torch.allclose(banded, whole, atol=1e-6)
+    assert torch.allclose(grad_banded, grad_whole, atol=1e-5)
+    # Not banding on macroblock edges would mix blocks: refused.
+    with pytest.raises(ValueError, match="multiple of 16"):
+        jpeg_torch(x, 80, band_rows=20)
+
+
 def test_panels_pair_channels_with_the_victims_readings(tmp_path):
     medium = builtin_panel("medium", ("own", "squash:224:bilinear"))
     assert len(medium.views) == 5 * 2 and medium.views[0].name == "none|own"

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from ..io import jpeg
 
@@ -48,6 +49,53 @@ def round_ste(x: Tensor) -> Tensor:
         1.0
     """
     return x + ((x.clamp(0, 1) * 255).round() / 255 - x).detach()
+
+
+# kornia's differentiable JPEG keeps some twenty photo-sized intermediates for its backward (4 GiB
+# for a 12 MP photo).  Above this many pixels it runs in row bands under activation
+# checkpointing, so that one band's intermediates are alive at a time.
+JPEG_BAND_ABOVE = 2_000_000
+JPEG_BAND_PIXELS = 1_000_000  # about this many pixels per band
+# JPEG works on 16x16 macroblocks (8x8 blocks, chroma at half resolution).  At a cut, the
+# chroma downsampling's border rule changes the whole macroblock next to it, and the chroma
+# upsampling one row beyond.  A band starts and ends on macroblock edges and computes two
+# macroblock rows more on each side, which it discards (one was measured to be too few).
+MACROBLOCK = 16
+JPEG_BAND_HALO = 2 * MACROBLOCK
+
+
+def jpeg_torch(x: Tensor, quality: float, band_rows: int | None = None) -> Tensor:
+    """Differentiable JPEG at ``quality`` of a (B, 3, H, W) batch in [0, 1] (kornia's stand-in),
+    rounded to uint8 levels with a straight-through gradient.
+
+    Large photos run in bands of ``band_rows`` rows (a multiple of 16; default: about
+    ``JPEG_BAND_PIXELS`` pixels per band above ``JPEG_BAND_ABOVE``), each recomputed in the
+    backward pass: the values are those of the whole-photo call (``tests/test_threat.py``).
+
+    Example:
+        >>> jpeg_torch(torch.rand(1, 3, 64, 64), 90).shape
+        torch.Size([1, 3, 64, 64])
+    """
+    q = torch.tensor([float(quality)], dtype=x.dtype)
+    height, width = x.shape[-2:]
+    if band_rows is None:
+        if height * width <= JPEG_BAND_ABOVE:
+            return round_ste(jpeg_codec_differentiable(x.clamp(0, 1), q))
+        band_rows = max(MACROBLOCK, JPEG_BAND_PIXELS // width // MACROBLOCK * MACROBLOCK)
+    if band_rows % MACROBLOCK:
+        raise ValueError(f"band_rows must be a multiple of {MACROBLOCK}, got {band_rows}")
+    bands = [
+        checkpoint(_jpeg_band, x, q, r0, min(r0 + band_rows, height), use_reentrant=False)
+        for r0 in range(0, height, band_rows)
+    ]
+    return round_ste(torch.cat(bands, -2))
+
+
+def _jpeg_band(x: Tensor, q: Tensor, r0: int, r1: int) -> Tensor:
+    """Rows r0..r1-1 of the JPEG of ``x``, from rows r0-32..r1+32 (clipped to the photo)."""
+    top, bottom = max(r0 - JPEG_BAND_HALO, 0), min(r1 + JPEG_BAND_HALO, x.shape[-2])
+    coded = jpeg_codec_differentiable(x[..., top:bottom, :].clamp(0, 1), q)
+    return coded[..., r0 - top : r1 - top, :]
 
 
 def resize_torch(x: Tensor, size: tuple[int, int], kernel: str = "bilinear") -> Tensor:
@@ -146,8 +194,7 @@ class Step:
     def torch(self, x: Tensor) -> Tensor:
         """The differentiable stand-in on a (B, 3, H, W) batch in [0, 1]."""
         if self.op in ("jpeg", "webp"):
-            quality = torch.tensor([self.value], dtype=x.dtype)
-            return round_ste(jpeg_codec_differentiable(x.clamp(0, 1), quality))
+            return jpeg_torch(x, self.value)
         if self.op in ("scale", "long"):
             size = self.size(*x.shape[-2:])
             return x if size == tuple(x.shape[-2:]) else round_ste(resize_torch(x, size, self.kernel))
