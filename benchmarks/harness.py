@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..attack import IFGSM, AttackConfig
 from ..attack.loop import jitter_view
-from ..attack.verdict import PanelJudge, network_input, panel_states
+from ..attack.verdict import PanelJudge, ViewVerdict, network_input, panel_states
 from ..backends import GradientBackend, Step, make_backend
 from ..io import jpeg, strict_json
 from ..io.load import load_image
@@ -155,6 +155,7 @@ class Outcome:
     steps: list[int] | None = None  # per image, when the tool stops early
     protected: list[bool] | None = None  # honest verdicts: ours, or with_verdict's
     alone: list[bool] | None = None  # JPEG alone changes the verdict on the original
+    views: list[list[ViewVerdict]] | None = None  # per photo, one verdict per view of the panel
 
 
 Tool = Callable[[list[np.ndarray]], Outcome]
@@ -184,11 +185,24 @@ def measure(tool: Tool, images: list[np.ndarray], warm_count: int, timing: Timin
     return walls, median_run, peak_rss_mib()
 
 
-def panel_verdicts(judge: PanelJudge, images: list[np.ndarray], adversarial: list[np.ndarray]) -> tuple[list[bool], list[bool]]:
-    """Protected under every view of the judge's panel, and protected without the attack
-    (the original as it was, or the channels alone), per photo."""
-    states = [panel_states(v) for v in judge.judge_pairs(images, adversarial)]
-    return [s["protected"] for s in states], [s["already"] or s["alone"] for s in states]
+def panel_verdicts(judge: PanelJudge, images: list[np.ndarray], adversarial: list[np.ndarray]) -> dict[str, Any]:
+    """The ``protected``, ``alone`` and ``views`` fields of an :class:`Outcome`: per photo,
+    protected under every view of the judge's panel, protected without the attack (the
+    original as it was, or the channels alone), and each view's verdict."""
+    views = judge.judge_pairs(images, adversarial)
+    states = [panel_states(v) for v in views]
+    return {"protected": [s["protected"] for s in states], "alone": [s["already"] or s["alone"] for s in states], "views": views}
+
+
+def view_shares(views: list[list[ViewVerdict]]) -> list[dict[str, Any]]:
+    """Per view of the panel, in panel order: the protected share and the share the view
+    changes on its own (the original already judged protected through it)."""
+    n = len(views)
+    return [
+        {"view": column[0].view, "protected": sum(v.protected for v in column) / n,
+         "alone": sum(v.alone or v.already for v in column) / n}
+        for column in zip(*views)
+    ]
 
 
 def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, panel: Panel, written: str) -> Tool:
@@ -200,8 +214,7 @@ def with_verdict(tool: Tool, victim: Victim, backend: GradientBackend, panel: Pa
 
     def run(images: list[np.ndarray]) -> Outcome:
         outcome = tool(images)
-        protected, alone = panel_verdicts(judge, images, outcome.adversarial)
-        return dataclasses.replace(outcome, protected=protected, alone=alone)
+        return dataclasses.replace(outcome, **panel_verdicts(judge, images, outcome.adversarial))
 
     return run
 
@@ -235,6 +248,7 @@ def outcome_row(images: list[np.ndarray], walls: list[float], outcome: Outcome, 
         "psnr_median": statistics.median(psnr(a, b) for a, b in zip(images, outcome.adversarial)),
         "linf_max": max(linf(a, b) for a, b in zip(images, outcome.adversarial)),
         "peak_rss_mib": peak_rss,
+        "views": view_shares(outcome.views) if outcome.views else [],
     }
 
 
@@ -254,6 +268,7 @@ def ours(victim: Victim, backend: CountingBackend, config: AttackConfig) -> Tool
             steps=[r.steps for r in results],
             protected=[r.protected for r in results],
             alone=[r.states["already"] or r.states["alone"] for r in results],
+            views=[r.views for r in results],
         )
 
     return run
@@ -600,7 +615,8 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
 
 def _check_own_verdicts(judge: PanelJudge, images: list[np.ndarray], outcome: Outcome) -> list[str]:
     """Judge ours as the others are judged (untimed); a note where that differs from its own verdicts."""
-    protected, alone = panel_verdicts(judge, images, outcome.adversarial)
+    judged = panel_verdicts(judge, images, outcome.adversarial)
+    protected, alone = judged["protected"], judged["alone"]
     if (protected, alone) == (outcome.protected, outcome.alone):
         return []
     return [f"{judge.victim.name}: ours: the shared judge disagrees with the attack's own verdicts: protected "
@@ -703,10 +719,22 @@ def run_bench(
     return result
 
 
+def view_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per tool (or grid point) and view: the per-view shares of ``rows``."""
+    keys = ("victim", "tool", "setting", "backend", "precision", "batch_size")
+    return [{**{k: row[k] for k in keys if k in row}, **share} for row in rows for share in row["views"]]
+
+
 def write_results(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
-    """``stem.json`` (everything), ``stem.csv`` (grid), ``stem_compare.csv`` (with --compare)."""
+    """``stem.json`` (everything), ``stem.csv`` (grid), ``stem_compare.csv`` (with --compare),
+    and ``stem_views.csv`` / ``stem_compare_views.csv``: each row's protected share per view."""
     out.mkdir(parents=True, exist_ok=True)
     data = out / f"{stem}.json"
     data.write_text(strict_json.dumps(result, indent=2))
-    tables = ((f"{stem}.csv", result["grid"]), (f"{stem}_compare.csv", result["compare"]))
+    flat = [{k: v for k, v in row.items() if k != "views"} for row in result["grid"] + result["compare"]]
+    grid, compared = flat[: len(result["grid"])], flat[len(result["grid"]):]
+    tables = (
+        (f"{stem}.csv", grid), (f"{stem}_compare.csv", compared),
+        (f"{stem}_views.csv", view_rows(result["grid"])), (f"{stem}_compare_views.csv", view_rows(result["compare"])),
+    )
     return [data, *(write_csv(out / name, rows) for name, rows in tables if rows)]

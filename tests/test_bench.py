@@ -22,6 +22,7 @@ from camo_engine.attack.verdict import PanelJudge, panel_states
 from camo_engine.threat import builtin_panel
 from camo_engine.measure.flops import count_work, victim_work_per_row
 from camo_engine.victims import load_victim
+from camo_engine.victims.objectives import CLASSIFIER_READINGS
 from onnx_cases import onnx_cache  # noqa: F401
 from typer.testing import CliRunner
 
@@ -111,6 +112,7 @@ def test_tiny_bench_with_compare(tmp_path, monkeypatch):
     assert row["peak_fraction_matmul_conv"] == pytest.approx(row["achieved_gflops_matmul_conv"] / row["matmul_peak_gflops"])
 
     rows = data["compare"]
+    panel_views = builtin_panel("medium", CLASSIFIER_READINGS, 90).views
     assert [(r["tool"], r["setting"]) for r in rows] == [
         ("camo-engine I-FGSM (ours)", "ours"),
         ("HCMUS 2020 (reference)", "paper"),
@@ -128,9 +130,14 @@ def test_tiny_bench_with_compare(tmp_path, monkeypatch):
     assert not [n for n in data["notes"] if "disagrees" in n]  # ours judged by the shared judge too
     for r in rows:
         assert 0 <= r["success_rate"] <= 1 and r["images_per_s"] > 0
+        # Per view of the medium panel, in panel order; every-view success can't beat the worst view.
+        assert [v["view"] for v in r["views"]] == [v.name for v in panel_views]
+        assert r["success_rate"] <= min(v["protected"] for v in r["views"])
         assert r["runs"] == 2 and r["wall_min_s"] <= r["wall_median_s"] <= r["wall_max_s"]
         assert r["protections_per_s_min"] <= r["protections_per_s"] <= r["protections_per_s_max"]
         assert r["pps_ratio_ours_over"] > 0 and "success_ratio_ours_over" in r
+    views_csv = list(csv.DictReader(open(tmp_path / "tiny_compare_views.csv")))
+    assert len(views_csv) == len(rows) * len(panel_views) and "per view" in result.output
     paper = rows[1]
     assert (paper["eps"], paper["steps"], paper["batch_size"], paper["gradient_rows"]) == (0.05, 20, 1, 40)
     assert paper["linf_max"] <= round(0.05 * 255) + 1

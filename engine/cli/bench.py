@@ -120,6 +120,19 @@ def print_tables(result: dict[str, Any]) -> None:
         f"{v}: {success_text(r)}, {r['protections_per_s']:.3f} protections/s" for v, r in ours.items()
     )
     stdout.print(table(title, theirs, RATIO_COLUMNS))
+    for victim in ours:
+        stdout.print(view_table(victim, [r for r in result["compare"] if r["victim"] == victim]))
+
+
+def view_table(victim: str, rows: list[Row]) -> Table:
+    """One row per view of the panel, one column per tool: the protected share under that view,
+    with the share the view changes on its own beside it."""
+    headers = ["view", *(f"{r['tool']} @ {r['setting']}" for r in rows)]
+    cells = [
+        [shares[0]["view"], *(f"{s['protected']:.0%} ({s['alone']:.0%})" for s in shares)]
+        for shares in zip(*(r["views"] for r in rows))
+    ]
+    return fitted(stdout, f"{victim}: protected per view (alone)", headers, cells)
 
 
 def bench_command(
