@@ -288,10 +288,11 @@ PAPER_LOSS = "clean top-1 (paper)"
 
 
 class VerdictLogits(torch.nn.Module):
-    """A classifier victim seen by a cross-entropy attack tool as two logits ``[margin, 0]``.
+    """A victim seen by a cross-entropy attack tool as two logits ``[margin, 0]``.
 
-    ``margin`` is the victim's verdict margin (:meth:`Classifier.margin`) against ``targets``,
-    the verdict's own classes to push out (:func:`verdict_targets`): negative means protected.
+    ``margin`` is the victim's verdict margin (``Classifier.margin``, ``QualityRegressor.margin``)
+    against ``targets``, the verdict's own targets (:func:`verdict_targets`: the classes to push
+    out, or the target score): negative means protected.
     With label 0 the cross-entropy is ``softplus(-margin)``, so its gradient's sign, the step of
     BIM/PGD, is the sign of ``-d margin/dx``: the tools descend the margin the verdict judges.
 
@@ -316,7 +317,7 @@ class VerdictLogits(torch.nn.Module):
 
 
 class PanelLogits(torch.nn.Module):
-    """A classifier victim seen by a cross-entropy attack tool through a random view per forward
+    """A victim seen by a cross-entropy attack tool through a random view per forward
     pass, drawn from the distribution our attack samples its gradients from: a panel view, or
     with probability ``jitter / (views_per_step + jitter)`` a random downscale + JPEG channel
     read as a panel view (:func:`~camo_engine.attack.loop.jitter_view`).  Outputs
@@ -489,9 +490,6 @@ def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tu
     for name in tools:
         if name not in TOOLS:
             raise ValueError(f"unknown tool {name!r}; known: {', '.join(TOOLS)}")
-        if name in ("torchattacks", "eot", "art") and not classifier:
-            notes.append(f"{name}: skipped for {victim.name}, it attacks classifiers (cross-entropy on labels)")
-            continue
         if name == "torchattacks":
             for kind in ("BIM", "PGD"):
                 # torchattacks' own defaults for both: eps 8/255, alpha 2/255, 10 steps.
@@ -579,7 +577,7 @@ def success_text(row: dict[str, Any]) -> str:
 def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: AttackConfig, timing: Timing, tools: Sequence[str], log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[str]]:
     """Ours and every contender on the same photos fitted to the victim's input size, each timed
     with the same final verdict (see :func:`with_verdict`)."""
-    fitted = [fit(rgb, victim.geometry(*rgb.shape[:2])) for rgb in images]
+    fitted = [fit(rgb, size) for rgb, size in zip(images, compare_sizes(victim, images))]
     config = dataclasses.replace(config, batch_size=point.batch_size)
     judge_backend = make_backend("torch", victim)
     panel = resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
@@ -611,6 +609,17 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
             log(f"{victim.name}: {entry.tool} ({entry.setting}): success {success_text(row)}, "
                 f"{row['protections_per_s']:.3f} protections/s")
     return _with_ratios(rows), notes
+
+
+def compare_sizes(victim: Victim, images: list[np.ndarray]) -> list[tuple[int, int]]:
+    """The (h, w) each photo is fitted to for ``--compare``: the victim's input size, or, for a
+    victim that reads photos at their own size (BRISQUE), one landscape 4:3 size at the
+    workload's shortest side, since the batch tools need same-size photos."""
+    sizes = [victim.geometry(*rgb.shape[:2]) for rgb in images]
+    if len(set(sizes)) == 1:
+        return sizes
+    short = min(min(rgb.shape[:2]) for rgb in images)
+    return [(short, round(short * 4 / 3))] * len(images)
 
 
 def _check_own_verdicts(judge: PanelJudge, images: list[np.ndarray], outcome: Outcome) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import inspect
 import json
@@ -179,6 +180,37 @@ def test_contenders_descend_the_verdicts_margin(photos):
     model.targets = targets[:1]
     with pytest.raises(ValueError, match="targets"):
         model(batch)
+
+
+def test_a_regressors_margin_is_negative_once_protected():
+    """BRISQUE (higher = worse) and a MOS-like model (higher = better): the margin the contenders
+    descend crosses 0 at the threshold, is -1 at the target score and agrees with the verdict."""
+    brisque = load_victim("brisque")
+    mos = copy.copy(brisque)
+    mos.higher_is_worse, mos.threshold, mos.target = False, 50.0, 30.0
+    for victim, scores in ((brisque, [20.0, 60.0]), (mos, [60.0, 20.0])):
+        scores = torch.tensor([*scores, victim.threshold, victim.target])
+        targets = torch.full_like(scores, victim.target)
+        margin = victim.margin(scores, targets)
+        assert margin[0] > 0 > margin[1] and margin[2] == 0 and margin[3] == -1
+        assert torch.equal(margin <= 0, victim.is_protected(scores, targets))
+
+
+def test_brisque_contenders_move_the_photo(tmp_path):
+    """torchattacks and EOT contenders run on a regressor too (its margin in target units does
+    not saturate their cross-entropy), on same-size photos, judged by the panel."""
+    pytest.importorskip("torchattacks")
+    app = typer.Typer()
+    app.command()(bench_command)
+    args = ["--victim", "brisque", "--images", "2", "--size", "96", "--batch-size", "2", "--threads", "1",
+            "--steps", "2", "--warmup", "0", "--runs", "1", "--compare-runs", "1", "--compare", "--tools",
+            "torchattacks,eot", "--out", str(tmp_path), "--name", "b"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = strict_json.loads((tmp_path / "b.json").read_text())["compare"]
+    assert len(rows) == 1 + 4 + 2 and all(r["victim"] == "brisque" for r in rows)
+    assert all(r["linf_max"] > 0 for r in rows[1:]), [(r["tool"], r["linf_max"]) for r in rows]
+    assert len({r["alone_rate"] for r in rows}) == 1
 
 
 class BatchSizes:

@@ -54,6 +54,15 @@ class QualityRegressor(Victim):
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return (outputs.float() - targets) ** 2
 
+    def margin(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """How far the score is from passing the threshold, in units of the threshold's distance
+        to the target score: positive means not yet protected, ``-1`` means at the target.
+
+        The unit keeps the margin O(1), as a classifier's logit margin is, so that tools which
+        see the victim as logits ``[margin, 0]`` (the bench's contenders) don't saturate.
+        """
+        return (self.threshold - outputs.float()) / (targets - self.threshold)
+
     def is_protected(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if self.higher_is_worse:
             return outputs >= self.threshold
