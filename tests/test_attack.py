@@ -15,6 +15,7 @@ from camo_engine.benchmarks.harness import bench_images, fit
 from camo_engine.io import jpeg
 from camo_engine.victims import load_victim
 from camo_engine.victims.objectives import Classifier
+from camo_engine.threat.channels import Channel
 
 
 @pytest.fixture(scope="module")
@@ -248,17 +249,33 @@ def test_levers_stay_in_eps_ball_and_judge_after_jpeg(lite0, small_photos, optio
 def test_the_jpeg_aware_gradient_protects_the_photo_plain_ifgsm_once_stalled_on(lite0):
     """The bench's coffee-0 at 224 px: when the gradient ignored JPEG, plain I-FGSM passed the
     loss floor in two steps, JPEG undid it, and the zero gradient left it there.  The gradient
-    now flows through the view's differentiable JPEG, so the loss sees what JPEG undoes: plain
-    I-FGSM, momentum and the default all protect it (momentum's own rescue of a zero gradient
-    is tested on the step direction)."""
+    now flows through the view's differentiable JPEG (the panel's views; ``low`` keeps the
+    channel straight-through), so the loss sees what JPEG undoes: plain I-FGSM, momentum and
+    the default all protect it (momentum's own rescue of a zero gradient is tested on the step
+    direction)."""
     rgb = fit(dict(bench_images(3))["coffee-0"], (224, 224))
 
     def attack(config: AttackConfig):
         [r] = IFGSM(lite0, TorchBackend(lite0), config).run([jpeg.to_float(rgb)])
         return r
 
-    plain = attack(strength_config("low", momentum=0.0, blur_sigma=0.0, steps=8))
+    plain = attack(strength_config("low", momentum=0.0, blur_sigma=0.0, steps=8, straight_through=False))
     assert plain.protected and plain.steps < 8
-    moved = attack(strength_config("low", blur_sigma=0.0, steps=8))
+    moved = attack(strength_config("low", blur_sigma=0.0, steps=8, straight_through=False))
     assert moved.protected and moved.steps < 8
-    assert attack(strength_config("low", steps=8)).protected  # the default (momentum and blur)
+    assert attack(strength_config("low", steps=8, straight_through=False)).protected  # momentum and blur
+    assert attack(strength_config("low", steps=8)).protected  # the low preset itself
+
+
+def test_low_keeps_its_views_channel_out_of_the_gradient(lite0, small_photos, monkeypatch):
+    """``low``'s one view is JPEG at the written quality: its gradient treats the channel as the
+    identity (as the engine did before panels, and faster); the panels' presets go through the
+    channel's differentiable stand-in."""
+    calls = []
+    stand_in = Channel.torch
+    monkeypatch.setattr(Channel, "torch", lambda self, x: calls.append(self.name) or stand_in(self, x))
+    photo = [jpeg.to_float(small_photos[0])]
+    [r] = IFGSM(lite0, TorchBackend(lite0), strength_config("low", steps=2)).run(photo)
+    assert r.steps > 0 and calls == []
+    [r] = IFGSM(lite0, TorchBackend(lite0), strength_config("low", steps=2, straight_through=False)).run(photo)
+    assert r.steps > 0 and calls and set(calls) == {"jpeg:90"}

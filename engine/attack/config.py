@@ -44,6 +44,10 @@ class AttackConfig:
     # A photo leaves once every view is protected with this fraction of the victim's margin
     # to spare (0: just protected); the reported verdict is always the plain one.
     stop_margin: float = 0.5
+    # True: each view's channel (JPEG, resize) is the identity in the gradient (straight-through),
+    # as the engine was before panels: for `low`, whose one view is JPEG at the written quality,
+    # the stand-in's backward costs more than it adds (benchmarks/NOTES.md, "low").
+    straight_through: bool = False
     # The photo is written as JPEG at jpeg_quality (False: losslessly): every view starts from
     # the pixels the written file decodes to, which is what gets uploaded.
     written_jpeg: bool = True

@@ -328,7 +328,7 @@ class IFGSM:
                 delivered: dict[object, Tensor] = {}
                 for view, target in self._views_for_step(item):
                     if view.channel not in delivered:
-                        delivered[view.channel] = view.channel.torch(shared)
+                        delivered[view.channel] = shared if self.config.straight_through else view.channel.torch(shared)
                     inputs.append(network_input(self.victim, view.reading, delivered[view.channel][0]))
                     aims.append(target)
         groups: dict[tuple[int, ...], list[int]] = {}

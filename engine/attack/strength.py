@@ -34,7 +34,8 @@ PRESETS: dict[str, Strength] = {
     # Today's engine before panels: its own view after JPEG, sign steps, no margin to spare.
     "low": Strength(
         "low",
-        AttackConfig(panel="low", views_per_step=1, jitter=0, step="sign", check_every=1, stop_margin=0.0),
+        AttackConfig(panel="low", views_per_step=1, jitter=0, step="sign", check_every=1, stop_margin=0.0,
+                     straight_through=True),
         {"regressor": 1.0, "classifier": 1.0},
     ),
     # The engine's defaults.  BRISQUE's target 60 (threshold 50), a classifier's margin 5 logits.
