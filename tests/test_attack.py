@@ -279,3 +279,23 @@ def test_low_keeps_its_views_channel_out_of_the_gradient(lite0, small_photos, mo
     assert r.steps > 0 and calls == []
     [r] = IFGSM(lite0, TorchBackend(lite0), strength_config("low", steps=2, straight_through=False)).run(photo)
     assert r.steps > 0 and calls and set(calls) == {"jpeg:90"}
+
+
+def test_a_large_photos_views_go_one_channel_per_backward_pass(lite0, small_photos, monkeypatch):
+    """Above SEPARATE_CHANNELS_ABOVE pixels the gradient is summed over one backward pass per
+    channel (memory for 12 MP photos); it is the same gradient, so the same protected photo."""
+    from camo_engine.attack import loop
+
+    photos = [jpeg.to_float(p) for p in small_photos[:2]]
+    # One panel view and two random channels a step: three channels, three passes per photo.
+    config = strength_config("medium", panel="low", steps=3, check_every=3)
+    together = list(IFGSM(lite0, TorchBackend(lite0), config).run(photos))
+    backend = CountingBackend(TorchBackend(lite0))
+    monkeypatch.setattr(loop, "SEPARATE_CHANNELS_ABOVE", 0)
+    separate = list(IFGSM(lite0, backend, config).run(photos))
+    per_step = config.views_per_step + config.jitter
+    assert len(backend.step_sizes) > 2 * 3 and max(backend.step_sizes) < per_step  # several passes a step
+    for a, b in zip(sorted(together, key=lambda r: r.index), sorted(separate, key=lambda r: r.index)):
+        assert a.steps == b.steps == 3
+        diff = np.abs(a.rgb.astype(int) - b.rgb.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float summation order only

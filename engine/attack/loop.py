@@ -42,6 +42,14 @@ from .direction import rms_step, step_direction
 from .verdict import Baseline, PanelJudge, ViewVerdict, network_input, panel_states
 
 
+# Above this many pixels a photo's gradient is taken one channel per backward pass: at 12 MP
+# one channel's stand-in holds about 1 GiB of intermediates (docs/brisque-fast.md).
+SEPARATE_CHANNELS_ABOVE = 2_000_000
+
+Pairs = list[tuple[View, Tensor]]  # a photo's sampled views, each with its target
+GradientPass = list[tuple[int, Pairs]]  # (photo's place in the batch, its pairs) per photo
+
+
 def photo_seed(seed: int, rgb: np.ndarray) -> int:
     """The random draws' seed for one photo: from ``seed`` and the photo's pixels, not its place
     in the stream, so that a photo gets the same output alone, in any batch, in a service's
@@ -297,7 +305,7 @@ class IFGSM:
             pixels += size
         return taken
 
-    def _views_for_step(self, item: _Item) -> list[tuple[View, Tensor]]:
+    def _views_for_step(self, item: _Item) -> Pairs:
         """(view, target) pairs for one photo's gradient: failing views first (a seeded draw if
         there are more than fit), then other panel views, then the random off-panel channels,
         each read like a panel view and aimed at that view's target."""
@@ -314,19 +322,36 @@ class IFGSM:
             pairs.append((view, item.base.targets[v]))
         return pairs
 
-    def _step(self, items: list[_Item]) -> list[AttackResult]:
-        """One gradient pass over each photo's sampled views, one sign step each, then the
-        panel verdict; returns the photos that finished."""
-        xs = [it.x.detach().requires_grad_(True) for it in items]
+    def _gradient_passes(self, items: list[_Item]) -> list[GradientPass]:
+        """The step's backward passes, each a list of (photo, its (view, target) pairs): every
+        photo's views in one pass, so that the victim batches them, except for a photo above
+        ``SEPARATE_CHANNELS_ABOVE`` pixels, whose views go one channel per pass, so that one
+        channel's full-resolution stand-in is alive at a time (the sum is the same gradient)."""
+        together: GradientPass = []
+        separate: list[GradientPass] = []
+        for i, item in enumerate(items):
+            pairs = self._views_for_step(item)
+            if item.x.shape[-2] * item.x.shape[-1] <= SEPARATE_CHANNELS_ABOVE:
+                together.append((i, pairs))
+                continue
+            by_channel: dict[Channel, Pairs] = {}
+            for view, target in pairs:
+                by_channel.setdefault(view.channel, []).append((view, target))
+            separate += [[(i, channel_pairs)] for channel_pairs in by_channel.values()]
+        return ([together] if together else []) + separate
+
+    def _backward(self, gradient_pass: GradientPass, xs: list[Tensor]) -> None:
+        """One backward pass: the victim's input gradient on every view of the pass (grouped
+        by input shape into batches), back through the views' stand-ins into ``xs``' grads."""
         inputs: list[Tensor] = []
         aims: list[Tensor] = []  # the target of each network input
         with torch.enable_grad():
-            for item, x in zip(items, xs):
+            for i, pairs in gradient_pass:
                 # The written file's own JPEG is left out of the gradient: at the written quality
                 # it is close to the identity, and its stand-in costs as much as a view's.
-                shared = self.output(x)[None]
+                shared = self.output(xs[i])[None]
                 delivered: dict[object, Tensor] = {}
-                for view, target in self._views_for_step(item):
+                for view, target in pairs:
                     if view.channel not in delivered:
                         delivered[view.channel] = shared if self.config.straight_through else view.channel.torch(shared)
                     inputs.append(network_input(self.victim, view.reading, delivered[view.channel][0]))
@@ -345,6 +370,13 @@ class IFGSM:
                 grads[r] = g
         # One backward pass for all groups: views of one photo share its channel stand-ins.
         torch.autograd.backward(inputs, grads)
+
+    def _step(self, items: list[_Item]) -> list[AttackResult]:
+        """One gradient pass over each photo's sampled views, one sign step each, then the
+        panel verdict; returns the photos that finished."""
+        xs = [it.x.detach().requires_grad_(True) for it in items]
+        for gradient_pass in self._gradient_passes(items):
+            self._backward(gradient_pass, xs)  # x.grad sums over the passes
         cfg = self.config
         with torch.no_grad():
             for x, item in zip(xs, items):
