@@ -1,7 +1,7 @@
 """Strength presets measured: robustness per view, PSNR and speed on the bundled photos and crops.
 
     python benchmarks/bench_strength.py [--victims brisque,efficientnet-lite0]
-        [--strengths low,medium,high] [--images 36] [--size 320] [--out benchmarks/results]
+        [--strengths low,medium,high] [--eps 8,12] [--images 36] [--size 320] [--out benchmarks/results]
 
 For each victim and strength, `Protector(victim, strength=...)` protects the workload (the
 bundled sample photos, then crops of them, short side ``--size``) as `protect` does, and every
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 from camo_engine import Protector
+from camo_engine.attack import strength_config
 from camo_engine.benchmarks.harness import bench_images, environment
 from camo_engine.io import strict_json
 from camo_engine.measure.contact_sheet import (
@@ -34,8 +36,10 @@ from camo_engine.measure.contact_sheet import (
 SHEET_ROWS = 6
 
 
-def run(victim: str, strength: str, workload: list, out: Path) -> dict:
-    protector = Protector(victim, strength=strength)
+def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | None = None) -> dict:
+    """Protect ``workload`` at ``strength`` (its eps, or ``eps_255``/255) and judge every view."""
+    config = strength_config(strength, eps=None if eps_255 is None else eps_255 / 255)
+    protector = Protector(victim, strength=strength, config=config)
     start = time.perf_counter()
     results = protector.protect([rgb for _, rgb in workload])
     seconds = time.perf_counter() - start
@@ -50,7 +54,8 @@ def run(victim: str, strength: str, workload: list, out: Path) -> dict:
     for (name, rgb), r in list(zip(workload, results))[:SHEET_ROWS]:
         amplified, gain = amplified_difference(r.unattacked, r.rgb)
         sheet.append([(name, thumbnail(rgb)), (f"{strength}: {r.fidelity['psnr']:.1f} dB", thumbnail(r.rgb)), (f"difference x{gain:.0f}", thumbnail(amplified))])
-    write_contact_sheet(sheet, out / f"strength_{victim}_{strength}.png", f"{victim}, strength {strength}: original | protected | amplified difference")
+    label = strength if eps_255 is None else f"{strength}_eps{eps_255:g}"
+    write_contact_sheet(sheet, out / f"strength_{victim}_{label}.png", f"{victim}, strength {label}: original | protected | amplified difference")
     return {
         "victim": victim,
         "strength": strength,
@@ -73,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--victims", default="brisque,efficientnet-lite0")
     parser.add_argument("--strengths", default="low,medium,high")
+    parser.add_argument("--eps", default="", help="eps values in /255, comma-separated (default: each preset's)")
     parser.add_argument("--images", type=int, default=36)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,11 +90,11 @@ def main() -> None:
     workload = bench_images(args.images, args.size)
     rows = []
     for victim in args.victims.split(","):
-        for strength in args.strengths.split(","):
-            row = run(victim, strength, workload, args.out)
+        for strength, eps in itertools.product(args.strengths.split(","), [float(e) for e in args.eps.split(",") if e] or [None]):
+            row = run(victim, strength, workload, args.out, eps)
             rows.append(row)
             print(
-                f"{victim:>18} {strength:>6} ({row['views']:>2} views): every view {row['protected_every_view']:.0%} "
+                f"{victim:>18} {strength:>6} eps {row['eps_255']:g}/255 ({row['views']:>2} views): every view {row['protected_every_view']:.0%} "
                 f"(alone {row['alone_every_view']:.0%}), worst view {row['worst_view_protected']:.0%}, "
                 f"PSNR {row['median_psnr']:.1f} dB, steps {row['median_steps']:g}, {row['images_per_s']:.3f} images/s",
                 flush=True,

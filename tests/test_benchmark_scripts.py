@@ -62,8 +62,8 @@ TINY = {
     "bench_backends.py": ["--victims", "efficientnet-lite0", "--batches", "1", "--warmup", "0", "--repeats", "1"],
     "bench_brisque.py": ["--threads", "1", "--sizes", "64x96", "--batches", "1", "--variants", "plain", "fused",
                          "--warmup", "1", "--rounds", "1", "--name", "tiny"],
-    "bench_strength.py": ["--victims", "efficientnet-lite0", "--strengths", "low", "--images", "2", "--size", "96",
-                          "--threads", "1", "--name", "tiny"],
+    "bench_strength.py": ["--victims", "efficientnet-lite0", "--strengths", "low", "--eps", "8,4", "--images", "2",
+                          "--size", "96", "--threads", "1", "--name", "tiny"],
     "bench_service.py": ["--victim", "efficientnet-lite0", "--strength", "low", "--steps", "1", "--requests", "2",
                          "--clients", "2", "--soak", "2"],
 }
@@ -114,6 +114,8 @@ def test_scripts_that_write_json_write_standard_json_where_told(script, files, t
     run(script, *TINY[script], "--out", str(tmp_path))
     for name in files:
         assert json.loads((tmp_path / name).read_text(), parse_constant=_reject)["rows"]
+    if script == "bench_strength.py":  # one row per --eps value, each attacked at its own eps
+        assert [r["eps_255"] for r in json.loads((tmp_path / "tiny.json").read_text())["rows"]] == [8, 4]
     assert committed() == untouched
 
 
