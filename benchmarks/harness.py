@@ -480,12 +480,11 @@ class Contender:
     objective: str = VERDICT
 
 
-def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tuple[list[Contender], list[str]]:
-    """The selected tools at their defaults and at our eps/alpha/steps; notes on those left out."""
+def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> list[Contender]:
+    """The selected tools at their defaults and at our eps/alpha/steps."""
     ours_budget = (config.eps, config.alpha, config.steps)
     bs = config.batch_size
     out: list[Contender] = []
-    notes: list[str] = []
     classifier = victim.kind == "classifier"
     for name in tools:
         if name not in TOOLS:
@@ -513,7 +512,7 @@ def contenders(victim: Victim, config: AttackConfig, tools: Sequence[str]) -> tu
             # ART's defaults (eps 0.3, eps_step 0.1, 100 steps) are far outside a camouflage budget.
             out.append(Contender("ART BasicIterativeMethod", "ours", *ours_budget, bs,
                                  functools.partial(art_tool, victim, *ours_budget, bs, config.jpeg_quality)))
-    return out, notes
+    return out
 
 
 # -- the benchmark -----------------------------------------------------------------------------
@@ -581,7 +580,8 @@ def compare(point: GridPoint, victim: Victim, images: list[np.ndarray], config: 
     config = dataclasses.replace(config, batch_size=point.batch_size)
     judge_backend = make_backend("torch", victim)
     panel = resolve_panel(config.panel, victim.deployment_readings, config.jpeg_quality)
-    candidates, notes = contenders(victim, config, tools)
+    candidates = contenders(victim, config, tools)
+    notes: list[str] = []
     setting = "ours" if config.alpha_start is None else f"ours, first step {config.alpha_start * 255:.3g}/255"
     ours_entry = Contender(OURS, setting, config.eps, config.alpha, config.steps, point.batch_size,
                            lambda: ours(victim, CountingBackend(_backend(point, victim)), config))
