@@ -340,16 +340,21 @@ class IFGSM:
             separate += [[(i, channel_pairs)] for channel_pairs in by_channel.values()]
         return ([together] if together else []) + separate
 
-    def _backward(self, gradient_pass: GradientPass, xs: list[Tensor]) -> None:
+    def _written(self, x: Tensor) -> Tensor:
+        """The differentiable stand-in of the file written for ``x``, (1, 3, H, W): what every
+        view's channel starts from.  Straight-through presets leave its JPEG out."""
+        shared = self.output(x)[None]
+        return shared if self.config.straight_through else self.judge.written.torch(shared)
+
+    def _backward(self, gradient_pass: GradientPass, written: list[Tensor]) -> None:
         """One backward pass: the victim's input gradient on every view of the pass (grouped
-        by input shape into batches), back through the views' stand-ins into ``xs``' grads."""
+        by input shape into batches), back through the views' stand-ins into the grads of
+        ``written`` (leaves standing for each photo's written file)."""
         inputs: list[Tensor] = []
         aims: list[Tensor] = []  # the target of each network input
         with torch.enable_grad():
             for i, pairs in gradient_pass:
-                # The written file's own JPEG is left out of the gradient: at the written quality
-                # it is close to the identity, and its stand-in costs as much as a view's.
-                shared = self.output(xs[i])[None]
+                shared = written[i]
                 delivered: dict[object, Tensor] = {}
                 for view, target in pairs:
                     if view.channel not in delivered:
@@ -375,8 +380,18 @@ class IFGSM:
         """One gradient pass over each photo's sampled views, one sign step each, then the
         panel verdict; returns the photos that finished."""
         xs = [it.x.detach().requires_grad_(True) for it in items]
+        # The written file's stand-in is built once per photo and step, and each pass
+        # back-propagates only to it: passes of a large photo share it, and the last backward
+        # takes the sum on to x.  It is in the gradient because re-encodes near the written
+        # quality (JPEG 85 of a JPEG-90 file) failed without it (docs/strength.md).
+        with torch.enable_grad():
+            written = [self._written(x) for x in xs]
+        leaves = [w.detach().requires_grad_(True) for w in written]
         for gradient_pass in self._gradient_passes(items):
-            self._backward(gradient_pass, xs)  # x.grad sums over the passes
+            self._backward(gradient_pass, leaves)  # leaf.grad sums over the passes
+        reached = [(w, leaf.grad) for w, leaf in zip(written, leaves) if leaf.grad is not None]
+        if reached:
+            torch.autograd.backward(*map(list, zip(*reached)))
         cfg = self.config
         with torch.no_grad():
             for x, item in zip(xs, items):
