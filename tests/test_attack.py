@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from camo_engine.benchmarks.harness import bench_images, fit
 from camo_engine.io import jpeg
 from camo_engine.victims import load_victim
 from camo_engine.victims.objectives import Classifier
+from camo_engine.threat import Panel, View
 from camo_engine.threat.channels import Channel
 
 
@@ -299,3 +301,37 @@ def test_a_large_photos_views_go_one_channel_per_backward_pass(lite0, small_phot
         assert a.steps == b.steps == 3
         diff = np.abs(a.rgb.astype(int) - b.rgb.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float summation order only
+
+
+def test_the_written_files_jpeg_is_in_the_gradient_once_per_step(lite0, small_photos, monkeypatch):
+    """Views start from the written file, so the gradient goes through its JPEG stand-in too
+    (once per photo and step, shared by the photo's views); straight-through presets skip it."""
+    calls = []
+    stand_in = Channel.torch
+    monkeypatch.setattr(Channel, "torch", lambda self, x: calls.append(self.name) or stand_in(self, x))
+    panel = Panel("as written", (View.parse("none"), View.parse("none", "squash:224:bilinear")))
+    photo = [jpeg.to_float(small_photos[0])]
+    config = strength_config("medium", jitter=0, steps=3, check_every=3)
+    [r] = IFGSM(lite0, TorchBackend(lite0), config, panel=panel).run(photo)
+    assert r.steps == 3 and calls.count("jpeg:90") == 3
+    calls.clear()
+    [r] = IFGSM(lite0, TorchBackend(lite0), dataclasses.replace(config, straight_through=True), panel=panel).run(photo)
+    assert r.steps == 3 and "jpeg:90" not in calls
+
+
+def test_native_convolutions_give_the_onednn_gradient_and_restore_the_flag():
+    """The stand-ins run on ATen's convolutions (faster backward); the values are the same."""
+    from camo_engine.attack.loop import native_convolutions
+    from camo_engine.threat.channels import jpeg_torch, resize_torch
+
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    grads = []
+    for native in (False, True):
+        with native_convolutions(native):
+            assert torch.backends.mkldnn.enabled is not native
+            y = resize_torch(jpeg_torch(x, 85), (48, 64))
+            (y * torch.linspace(0, 1, y.numel()).view_as(y)).sum().backward()
+        grads.append(x.grad.clone())
+        x.grad = None
+    assert torch.backends.mkldnn.enabled
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)

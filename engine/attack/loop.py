@@ -20,6 +20,7 @@ With a differentiable ``transform`` (an enhancer: "attack through the enhancer")
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import random
@@ -139,6 +140,24 @@ class _Item:
 
     def __post_init__(self) -> None:
         self.pixels = self.x.shape[1] * self.x.shape[2]
+
+
+@contextlib.contextmanager
+def native_convolutions(enabled: bool = True) -> Iterator[None]:
+    """Run the stand-ins' convolutions on ATen's own CPU kernels instead of oneDNN's.
+
+    The stand-ins blur one channel at a time (antialiased resizes, the JPEG's chroma
+    subsampling), and oneDNN's backward of such a convolution is several times slower than
+    ATen's (benchmarks/NOTES.md).  Only the stand-ins run inside: the victim's network, and
+    an enhancer attacked through, keep oneDNN.
+    """
+    before = torch.backends.mkldnn.enabled
+    # Set alone: torch.backends.mkldnn.flags() also resets TF32 and warns on every call.
+    torch.backends.mkldnn.enabled = before and not enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 class IFGSM:
@@ -352,7 +371,7 @@ class IFGSM:
         ``written`` (leaves standing for each photo's written file)."""
         inputs: list[Tensor] = []
         aims: list[Tensor] = []  # the target of each network input
-        with torch.enable_grad():
+        with torch.enable_grad(), native_convolutions():
             for i, pairs in gradient_pass:
                 shared = written[i]
                 delivered: dict[object, Tensor] = {}
@@ -374,7 +393,8 @@ class IFGSM:
             for r, g in zip(members, step.grad.masked_fill(past, 0)):
                 grads[r] = g
         # One backward pass for all groups: views of one photo share its channel stand-ins.
-        torch.autograd.backward(inputs, grads)
+        with native_convolutions():
+            torch.autograd.backward(inputs, grads)
 
     def _step(self, items: list[_Item]) -> list[AttackResult]:
         """One gradient pass over each photo's sampled views, one sign step each, then the
@@ -384,14 +404,15 @@ class IFGSM:
         # back-propagates only to it: passes of a large photo share it, and the last backward
         # takes the sum on to x.  It is in the gradient because re-encodes near the written
         # quality (JPEG 85 of a JPEG-90 file) failed without it (docs/strength.md).
-        with torch.enable_grad():
+        with torch.enable_grad(), native_convolutions(self.transform is None):
             written = [self._written(x) for x in xs]
         leaves = [w.detach().requires_grad_(True) for w in written]
         for gradient_pass in self._gradient_passes(items):
             self._backward(gradient_pass, leaves)  # leaf.grad sums over the passes
         reached = [(w, leaf.grad) for w, leaf in zip(written, leaves) if leaf.grad is not None]
         if reached:
-            torch.autograd.backward(*map(list, zip(*reached)))
+            with native_convolutions(self.transform is None):
+                torch.autograd.backward(*map(list, zip(*reached)))
         cfg = self.config
         with torch.no_grad():
             for x, item in zip(xs, items):
