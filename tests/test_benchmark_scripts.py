@@ -64,6 +64,7 @@ TINY = {
                          "--warmup", "1", "--rounds", "1", "--name", "tiny"],
     "bench_strength.py": ["--victims", "efficientnet-lite0", "--strengths", "low", "--eps", "8,4", "--images", "2",
                           "--size", "96", "--threads", "1", "--name", "tiny"],
+    "bench_standins.py": ["--sizes", "48x64", "--rounds", "1", "--threads", "1", "--name", "tiny"],
     "bench_service.py": ["--victim", "efficientnet-lite0", "--strength", "low", "--steps", "1", "--requests", "2",
                          "--clients", "2", "--soak", "2"],
 }
@@ -109,6 +110,7 @@ def test_bench_backends_writes_where_told(tmp_path, onnx_cache, untouched) -> No
 @pytest.mark.parametrize(("script", "files"), [
     ("bench_brisque.py", ["tiny_steps.json", "tiny_mixed.json"]),
     ("bench_strength.py", ["tiny.json"]),
+    ("bench_standins.py", ["tiny.json"]),
 ])
 def test_scripts_that_write_json_write_standard_json_where_told(script, files, tmp_path, untouched) -> None:
     run(script, *TINY[script], "--out", str(tmp_path))
