@@ -1,7 +1,7 @@
 """Strength presets measured: robustness per view, PSNR and speed on the bundled photos and crops.
 
     python benchmarks/bench_strength.py [--victims brisque,efficientnet-lite0]
-        [--strengths low,medium,high] [--eps 8,12] [--images 36] [--size 320] [--out benchmarks/results]
+        [--strengths low,medium,high] [--eps 8,12] [--steps 60] [--images 36] [--size 320] [--out benchmarks/results]
 
 For each victim and strength, `Protector(victim, strength=...)` protects the workload (the
 bundled sample photos, then crops of them, short side ``--size``) as `protect` does, and every
@@ -36,9 +36,11 @@ from camo_engine.measure.contact_sheet import (
 SHEET_ROWS = 6
 
 
-def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | None = None) -> dict:
-    """Protect ``workload`` at ``strength`` (its eps, or ``eps_255``/255) and judge every view."""
-    config = strength_config(strength, eps=None if eps_255 is None else eps_255 / 255)
+def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | None = None,
+        steps: int | None = None) -> dict:
+    """Protect ``workload`` at ``strength`` (its eps and step budget, or ``eps_255``/255 and
+    ``steps``) and judge every view."""
+    config = strength_config(strength, eps=None if eps_255 is None else eps_255 / 255, steps=steps)
     protector = Protector(victim, strength=strength, config=config)
     start = time.perf_counter()
     results = protector.protect([rgb for _, rgb in workload])
@@ -62,6 +64,7 @@ def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | 
         "panel": protector.panel.name,
         "views": len(protector.panel.views),
         "eps_255": round(protector.config.eps * 255, 3),
+        "step_budget": protector.config.steps,
         "images": n,
         "protected_every_view": sum(r.protected for r in results) / n,
         "alone_every_view": sum(r.alone or r.already for r in results) / n,
@@ -71,6 +74,11 @@ def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | 
         "images_per_s": n / seconds,
         "seconds": seconds,
         "per_view": {name: {"protected": c[0] / n, "alone": c[1] / n} for name, c in views.items()},
+        # Which photos fell short, with their steps and the views they failed.
+        "unprotected": [
+            {"image": name, "steps": r.steps, "failed_views": [v["view"] for v in r.views if not v["protected"]]}
+            for (name, _), r in zip(workload, results) if not r.protected
+        ],
     }
 
 
@@ -79,6 +87,7 @@ def main() -> None:
     parser.add_argument("--victims", default="brisque,efficientnet-lite0")
     parser.add_argument("--strengths", default="low,medium,high")
     parser.add_argument("--eps", default="", help="eps values in /255, comma-separated (default: each preset's)")
+    parser.add_argument("--steps", type=int, help="step budget (default: each preset's)")
     parser.add_argument("--images", type=int, default=36)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--threads", type=int, default=2)
@@ -91,7 +100,7 @@ def main() -> None:
     rows = []
     for victim in args.victims.split(","):
         for strength, eps in itertools.product(args.strengths.split(","), [float(e) for e in args.eps.split(",") if e] or [None]):
-            row = run(victim, strength, workload, args.out, eps)
+            row = run(victim, strength, workload, args.out, eps, args.steps)
             rows.append(row)
             print(
                 f"{victim:>18} {strength:>6} eps {row['eps_255']:g}/255 ({row['views']:>2} views): every view {row['protected_every_view']:.0%} "
@@ -102,10 +111,13 @@ def main() -> None:
             for view, share in row["per_view"].items():
                 if share["protected"] < 1:
                     print(f"{'':>28} {view}: {share['protected']:.0%} (alone {share['alone']:.0%})", flush=True)
+            for photo in row["unprotected"]:
+                print(f"{'':>28} not protected: {photo['image']} after {photo['steps']} steps, "
+                      f"{len(photo['failed_views'])} views failed", flush=True)
     result = {"command": " ".join(sys.argv), "environment": environment(), "rows": rows}
     (args.out / f"{args.name}.json").write_text(strict_json.dumps(result, indent=2))
     with open(args.out / f"{args.name}.csv", "w", newline="") as fp:
-        writer = csv.DictWriter(fp, fieldnames=[k for k in rows[0] if k != "per_view"], extrasaction="ignore")
+        writer = csv.DictWriter(fp, fieldnames=[k for k in rows[0] if k not in ("per_view", "unprotected")], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {args.out / (args.name + '.json')}")
