@@ -170,7 +170,7 @@ def test_health_readiness_and_options(service):
     fields = {f["name"]: f for f in httpx.get(f"{base}/v1/options").json()["fields"]}
     assert fields["victim"]["choices"] == list(VICTIMS)
     assert fields["strength"]["default"] == "medium" and fields["strength"]["choices"] == ["low", "medium", "high"]
-    assert fields["eps"]["default"] == 8 / 255 and fields["steps"]["default"] == 40
+    assert fields["eps"]["default"] == 8 / 255 and fields["steps"]["default"] == 60
     page = httpx.get(f"{base}/")
     assert page.status_code == 200 and 'id="files"' in page.text
     assert httpx.get(f"{base}/static/app.js").status_code == 200
