@@ -244,7 +244,7 @@ def test_protect_step_defaults_are_the_strength_presets():
 
     parameters = inspect.signature(protect).parameters
     assert parameters["strength"].default == "medium"
-    assert attack_config("medium", momentum=None, blur_sigma=None) == AttackConfig(steps=60)
+    assert attack_config("medium", momentum=None, blur_sigma=None) == AttackConfig(steps=60, check_every=1)
     for name, preset in PRESETS.items():
         assert attack_config(name) == preset.config
     assert attack_config("high").panel == "high" and attack_config("low").panel == "low"
