@@ -24,6 +24,7 @@ import torch
 
 from camo_engine.attack.loop import native_convolutions
 from camo_engine.benchmarks.bench_brisque import parse_size, write
+from camo_engine.benchmarks.harness import environment
 from camo_engine.threat import Channel
 from camo_engine.threat.panels import HIGH_CHANNELS
 
@@ -75,15 +76,9 @@ def main() -> None:
     parser.add_argument("--name", default="standins")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    settings = {"threads": args.threads, **environment()}  # before the runs: their commit
     rows = [row for size in args.sizes for row in bench(size, args.rounds)]
-    settings = {
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "load_average_after": os.getloadavg()[0],
-        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), "unknown"),
-    }
-    write(args.out, args.name, rows, settings)
+    write(args.out, args.name, rows, {**settings, "load_average_after": os.getloadavg()[0]})
     print(f"wrote {args.out / args.name}.csv/.json")
 
 

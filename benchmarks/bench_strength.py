@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -96,6 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    # Read before the runs: the commit is that of the code the runs import, even if the tree
+    # moves on while they take their minutes.
+    started_in = environment()
     workload = bench_images(args.images, args.size)
     rows = []
     for victim in args.victims.split(","):
@@ -114,7 +118,7 @@ def main() -> None:
             for photo in row["unprotected"]:
                 print(f"{'':>28} not protected: {photo['image']} after {photo['steps']} steps, "
                       f"{len(photo['failed_views'])} views failed", flush=True)
-    result = {"command": " ".join(sys.argv), "environment": environment(), "rows": rows}
+    result = {"command": " ".join(sys.argv), "environment": {**started_in, "load_average": os.getloadavg()}, "rows": rows}
     (args.out / f"{args.name}.json").write_text(strict_json.dumps(result, indent=2))
     with open(args.out / f"{args.name}.csv", "w", newline="") as fp:
         writer = csv.DictWriter(fp, fieldnames=[k for k in rows[0] if k not in ("per_view", "unprotected")], extrasaction="ignore")
