@@ -215,3 +215,19 @@ def test_evaluate_judges_an_ensembles_members_alone_too() -> None:
     victims, failed = load_victims(["brisque+niqe"], None)
     assert not failed
     assert list(victims) == ["brisque+niqe", "brisque", "niqe"]
+
+
+@pytest.mark.slow
+def test_evaluate_cli_gives_rows_for_the_ensemble_and_each_member(tmp_path, photos) -> None:
+    from camo_engine.cli import app
+    from typer.testing import CliRunner
+
+    for folder, rgb in (("in", thumbnail(photos["coffee"], 256)), ("out", written(thumbnail(photos["coffee"], 256), 30))):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rgb).save(tmp_path / folder / "coffee.png")
+    args = ["evaluate", str(tmp_path / "in"), str(tmp_path / "out"), "-v", "brisque+niqe", "--panel", "low"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "eval"), "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "eval" / "verdicts.csv").read_text().splitlines()
+    assert {line.split(",")[1] for line in rows[1:]} == {"brisque+niqe", "brisque", "niqe"}
+    assert sorted(p.name for p in (tmp_path / "plots").glob("scores_*.png")) == ["scores_brisque.png", "scores_niqe.png"]

@@ -46,6 +46,8 @@ def scores(victim: Victim, outputs: Tensor, clean: Tensor) -> list[float]:
     that was the original's top-1."""
     if victim.kind == "classifier":
         return outputs.float().softmax(1).gather(1, clean.argmax(1, keepdim=True))[:, 0].tolist()
+    if outputs.ndim > 1:  # an ensemble has no one score: its members' own rows carry theirs
+        return [math.nan] * outputs.shape[0]
     return outputs.float().tolist()
 
 
@@ -332,7 +334,9 @@ def write_outputs(evaluation: Evaluation, out: Path) -> list[Path]:
 def write_plots(evaluation: Evaluation, folder: Path, sheet_rows: int = CONTACT_ROWS) -> list[Path]:
     """PNGs: score histograms per victim, protection rate against JPEG quality, a contact sheet."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [_plot_histograms(evaluation, folder / f"scores_{name}.png", name) for name in evaluation.victims]
+    # An ensemble has no one score to draw (its members have their own histograms).
+    scored = [n for n in evaluation.victims if any(not math.isnan(r["original_score"]) for r in evaluation.verdicts if r["victim"] == n)]
+    written = [_plot_histograms(evaluation, folder / f"scores_{name}.png", name) for name in scored]
     written.append(_plot_rates(evaluation, folder / "protection_vs_jpeg.png"))
     written.append(_plot_contact_sheet(evaluation, folder / "contact_sheet.png", sheet_rows))
     return written
