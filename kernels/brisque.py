@@ -13,7 +13,8 @@ The per-map sums are ``(count of x < 0, sum of x^2 over x < 0, sum of x^2, sum o
 first has no gradient.  The scalar shape fits and the regressor stay in torch autograd.
 
 How it runs: numba-compiled row loops (``_brisque_rows``) on row bands of every image at once,
-shared out to ``torch.get_num_threads()`` Python threads (the loops release the GIL).  A band
+claimed by ``torch.get_num_threads()`` threads: torch's own OpenMP threads where torch has an
+OpenMP runtime, else Python threads (the loops release the GIL).  A band
 recomputes a halo of up to seven rows either side instead of storing full-size intermediates,
 so the memory is the input, its gradient and the quarter-size second scale, whatever the photo.
 Results are the same bit for bit whatever the banding and thread count.  Per-pixel values are
