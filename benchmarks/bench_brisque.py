@@ -340,7 +340,7 @@ def bench_kernel(args: argparse.Namespace) -> list[dict]:
 
     w = args.sizes[0][1]
     taps, half_taps = np.asarray(MSCN_SPEC.taps), np.asarray(MSCN_SPEC.half_taps)
-    c, eps2 = MSCN_SPEC.c, MSCN_SPEC.var_eps**2
+    mscn_c, eps2 = MSCN_SPEC.c, MSCN_SPEC.var_eps**2
     rng = np.random.default_rng(0)
     g = rng.random((16, w)).astype(np.float32)
     ring, m = rng.random((rows.RING, w)), rng.standard_normal((rows.RING, w + 2))
@@ -352,7 +352,7 @@ def bench_kernel(args: argparse.Namespace) -> list[dict]:
         "horizontal blur of g and g^2": lambda: rows._hblur(g[0], pad, sq, a, b, taps),
         "vertical blur (one quantity)": lambda: rows._vblur(ring, 3, 16, zero, taps, a),
         "MSCN row (two vertical blurs, sqrt, divisions)": lambda: rows._mscn_row(
-            g[3], 3, 16, ring, ring, zero, taps, c, eps2, m[0], a, b, c, d),
+            g[3], 3, 16, ring, ring, zero, taps, mscn_c, eps2, m[0], a, b, c, d),
         "the 20 moment sums": lambda: rows._row_sums(m[1], m[2], sums),
         "d m from the nine map values": lambda: rows._dm_row(m[1], m[2], m[3], coef, a),
         "7-tap blur (one quantity)": lambda: rows._blur7(pad, a, taps, 0),
