@@ -3,13 +3,14 @@ formulation against the fused kernel (camo_engine.kernels.brisque) and piq's BRI
 whole ``camo-engine protect`` of a 12-megapixel photo with either.
 
     python benchmarks/bench_brisque.py [--out benchmarks/results] [--threads 2]
-        [--sizes 320x512 640x1024 3000x4000] [--batches 1 4] [--variants plain fused piq compile]
+        [--sizes 320x512 640x1024 3000x4000] [--batches 1 4] [--variants plain fused fused_threads piq compile]
         [--name brisque] [--protect [--protect-strength medium]] [--accuracy] [--kernel] [--no-steps]
 
 Steps (``NAME_steps.csv/json``): one image-step is what the attack runs per photo and step:
 the grey conversion, the victim's score, and the gradient of the attack loss back to the RGB
 pixels.  ``plain`` is today's victim op for op (``plain_formulation``: torch ops for the grey
-conversion and the MSCN moments), ``fused`` the kernels.  The photos are the bundled samples
+conversion and the MSCN moments), ``fused`` the kernels, ``fused_threads`` the kernels with
+their bands on Python threads (the fallback where torch has no OpenMP threads to lend).  The photos are the bundled samples
 resized to each size (a batch holds different ones).  Each configuration gets warm-up calls
 (numba loads its kernel, pages settle), then timed rounds in which the variants run in a fresh
 random order, so a busy machine slows them alike.  Reported per image: the median and fastest
@@ -132,11 +133,30 @@ def compiled_step() -> Callable[[list[torch.Tensor]], float]:
     return victim_step(victim)
 
 
+def python_threads_step(victim: Brisque) -> Callable[[list[torch.Tensor]], float]:
+    """The fused step with the kernel's bands on its own Python threads, as where torch has
+    no OpenMP runtime (the kernel's fallback), instead of torch's OpenMP threads."""
+    from camo_engine.kernels import brisque as kernel
+
+    step = victim_step(victim)
+
+    def run(images: list[torch.Tensor]) -> float:
+        omp = kernel._omp_parallel
+        kernel._omp_parallel = lambda: None
+        try:
+            return step(images)
+        finally:
+            kernel._omp_parallel = omp
+
+    return run
+
+
 def make_variants(names: list[str]) -> dict[str, Callable[[list[torch.Tensor]], float]]:
     native = dict(long_side=None, short_side=None)
     variants: dict[str, Callable[[list[torch.Tensor]], float] | None] = {
         "plain": victim_step(Brisque(**native).eval(), plain=True) if "plain" in names else None,
         "fused": victim_step(Brisque(**native).eval()) if "fused" in names else None,
+        "fused_threads": python_threads_step(Brisque(**native).eval()) if "fused_threads" in names else None,
         "compile": compiled_step() if "compile" in names else None,
         "piq": piq_step() if "piq" in names else None,
     }
@@ -270,7 +290,7 @@ def bench_kernel(args: argparse.Namespace) -> list[dict]:
     """The kernel alone on one thread, CPU time: the moment sums, and sums + gradient, per
     size; then each row function alone at the first size's width, in ns per pixel."""
     from camo_engine.kernels import _brisque_rows as rows
-    from camo_engine.kernels.brisque import _Plan, mscn_moment_sums, weighted_channels
+    from camo_engine.kernels.brisque import mscn_moment_sums, weighted_channels
     from camo_engine.victims.brisque import GRAY_WEIGHTS, MSCN_SPEC
 
     def cpu_ms(run: Callable[[], object], rounds: int) -> float:
@@ -319,7 +339,8 @@ def bench_kernel(args: argparse.Namespace) -> list[dict]:
                   f"{row['forward_backward_ms']:.1f} ms CPU", flush=True)
 
     w = args.sizes[0][1]
-    plan = _Plan(MSCN_SPEC, None, 1)
+    taps, half_taps = np.asarray(MSCN_SPEC.taps), np.asarray(MSCN_SPEC.half_taps)
+    mscn_c, eps2 = MSCN_SPEC.c, MSCN_SPEC.var_eps**2
     rng = np.random.default_rng(0)
     g = rng.random((16, w)).astype(np.float32)
     ring, m = rng.random((rows.RING, w)), rng.standard_normal((rows.RING, w + 2))
@@ -328,15 +349,15 @@ def bench_kernel(args: argparse.Namespace) -> list[dict]:
     sums, coef, half = np.zeros(20), rng.random((5, 3)), np.empty(w // 2)
     d_half, extra = rng.random((8, w // 2)), np.zeros(w)
     functions = {
-        "horizontal blur of g and g^2": lambda: rows._hblur(g[0], pad, sq, a, b, plan.taps),
-        "vertical blur (one quantity)": lambda: rows._vblur(ring, 3, 16, zero, plan.taps, a),
+        "horizontal blur of g and g^2": lambda: rows._hblur(g[0], pad, sq, a, b, taps),
+        "vertical blur (one quantity)": lambda: rows._vblur(ring, 3, 16, zero, taps, a),
         "MSCN row (two vertical blurs, sqrt, divisions)": lambda: rows._mscn_row(
-            g[3], 3, 16, ring, ring, zero, plan.taps, plan.c, plan.eps2, m[0], a, b, c, d),
+            g[3], 3, 16, ring, ring, zero, taps, mscn_c, eps2, m[0], a, b, c, d),
         "the 20 moment sums": lambda: rows._row_sums(m[1], m[2], sums),
         "d m from the nine map values": lambda: rows._dm_row(m[1], m[2], m[3], coef, a),
-        "7-tap blur (one quantity)": lambda: rows._blur7(pad, a, plan.taps, 0),
-        "half-scale row (per full-size pixel)": lambda: rows._half_row(g, 3, half, plan.half_taps),
-        "half-scale adjoint row": lambda: rows._half_adjoint_row(d_half, 5, 16, extra, plan.half_taps),
+        "7-tap blur (one quantity)": lambda: rows._blur7(pad, a, taps, 0),
+        "half-scale row (per full-size pixel)": lambda: rows._half_row(g, 3, half, half_taps),
+        "half-scale adjoint row": lambda: rows._half_adjoint_row(d_half, 5, 16, extra, half_taps),
     }
     for name, run in functions.items():
         repeat = 2000

@@ -17,7 +17,10 @@ identical; only the moment sums (pure reductions) may be reassociated, to vector
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import carray, cfunc, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 RING = 8  # rows kept per stage: at least the blur's 7
 MAPS = 5  # the MSCN map and its horizontal, vertical and two diagonal neighbour products
@@ -284,3 +287,76 @@ def weighted_channels(x0, x1, x2, w0, w1, w2, out):  # pragma: no cover - numba
         a, b, c, o = x0[i], x1[i], x2[i], out[i]
         for j in range(o.shape[0]):
             o[j] = (w0 * a[j] + w1 * b[j]) + w2 * c[j]
+
+
+# A band job, one int64 row of a job table (see :func:`run_jobs`).
+FORWARD, BACKWARD = 0, 1
+(KIND, WIDE, FIRST, END, HEIGHT, WIDTH, HALF_HEIGHT, HALF_WIDTH,
+ IMAGE, OUT, HALF, COEF, JOB_FIELDS) = range(13)
+
+
+@intrinsic
+def _address(typingctx, address):  # pragma: no cover - numba
+    """An int64 address as a pointer, for ``carray``."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+    return types.voidptr(types.int64), codegen
+
+
+@intrinsic
+def _claim(typingctx, counter):  # pragma: no cover - numba
+    """Atomically ``counter[0] += 1``; the value before: the next job of whichever thread asks."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
+    return types.int64(counter), codegen
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def run_jobs(table, params, counter):  # pragma: no cover - numba
+    """Run band jobs of ``table`` (n, JOB_FIELDS) until none is left, claiming them in order
+    through ``counter`` (shared by every thread of the call; each job writes rows of its own).
+
+    A job is a :func:`forward_band` or :func:`backward_band` call on arrays given by address:
+    IMAGE (h, w) float64 if WIDE else float32; OUT the per-row sums (h, 20) float64 (forward)
+    or d loss / d image, of the image's type (backward); HALF the second scale (h2, w2) float64
+    (forward: written, backward: its gradient, read); COEF the (5, 3) coefficients (backward).
+    ``params``: the 7 Gaussian taps, the 4 half-scale taps, c and eps^2.
+    """
+    taps, half_taps, c, eps2 = params[:7], params[7:11], params[11], params[12]
+    k = _claim(counter)
+    while k < table.shape[0]:
+        job = table[k]
+        h, w, r0, r1 = job[HEIGHT], job[WIDTH], job[FIRST], job[END]
+        half = carray(_address(job[HALF]), (job[HALF_HEIGHT], job[HALF_WIDTH]), np.float64)
+        if job[KIND] == FORWARD:
+            sums = carray(_address(job[OUT]), (h, MAPS * SUMS), np.float64)
+            if job[WIDE]:
+                g64 = carray(_address(job[IMAGE]), (h, w), np.float64)
+                forward_band(g64, r0, r1, taps, c, eps2, sums, half, half_taps)
+            else:
+                g32 = carray(_address(job[IMAGE]), (h, w), np.float32)
+                forward_band(g32, r0, r1, taps, c, eps2, sums, half, half_taps)
+        else:
+            coef = carray(_address(job[COEF]), (MAPS, 3), np.float64)
+            if job[WIDE]:
+                g64 = carray(_address(job[IMAGE]), (h, w), np.float64)
+                d64 = carray(_address(job[OUT]), (h, w), np.float64)
+                backward_band(g64, r0, r1, taps, c, eps2, coef, d64, half, half_taps)
+            else:
+                g32 = carray(_address(job[IMAGE]), (h, w), np.float32)
+                d32 = carray(_address(job[OUT]), (h, w), np.float32)
+                backward_band(g32, r0, r1, taps, c, eps2, coef, d32, half, half_taps)
+        k = _claim(counter)
+
+
+@cfunc(types.void(types.voidptr), nopython=True, cache=True)
+def run_jobs_omp(data):  # pragma: no cover - numba
+    """:func:`run_jobs` as the body of an OpenMP parallel region (``GOMP_parallel(fn, data,
+    ...)``): ``data`` holds the int64 (address of the table, its length, address of params,
+    address of the counter)."""
+    call = carray(data, 4, np.int64)
+    table = carray(_address(call[0]), (call[1], JOB_FIELDS), np.int64)
+    params = carray(_address(call[2]), 13, np.float64)
+    counter = carray(_address(call[3]), 1, np.int64)
+    run_jobs(table, params, counter)

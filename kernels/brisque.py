@@ -13,7 +13,8 @@ The per-map sums are ``(count of x < 0, sum of x^2 over x < 0, sum of x^2, sum o
 first has no gradient.  The scalar shape fits and the regressor stay in torch autograd.
 
 How it runs: numba-compiled row loops (``_brisque_rows``) on row bands of every image at once,
-shared out to ``torch.get_num_threads()`` Python threads (the loops release the GIL).  A band
+claimed by ``torch.get_num_threads()`` threads: torch's own OpenMP threads where torch has an
+OpenMP runtime, else Python threads (the loops release the GIL).  A band
 recomputes a halo of up to seven rows either side instead of storing full-size intermediates,
 so the memory is the input, its gradient and the quarter-size second scale, whatever the photo.
 Results are the same bit for bit whatever the banding and thread count.  Per-pixel values are
@@ -22,7 +23,7 @@ float64; the result is in the input's dtype (float32 or float64).
 
 from __future__ import annotations
 
-import functools
+import ctypes
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -133,44 +134,78 @@ def _pool(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="brisque")
 
 
+@cache
+def _omp_parallel() -> Callable[..., None] | None:
+    """``GOMP_parallel`` of the OpenMP runtime torch runs its own threads on, or None.
+
+    Bands run on torch's OpenMP threads when there is one: after each of torch's parallel
+    regions its idle threads spin (libgomp's default, several ms), so threads of our own
+    competed with them for the cores; a 1024x640 step at batch 1 and 2 threads took 52 CPU ms
+    for 31 ms of wall time (docs/brisque-fast.md). GNU libgomp and LLVM's and Intel's runtimes
+    all export this entry point."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        function = ctypes.CDLL(None).GOMP_parallel
+    except (OSError, AttributeError, TypeError):  # no such symbol, or no global namespace (Windows)
+        return None
+    function.restype = None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    return function
+
+
 class _Plan:
     """The constants as arrays, and how one call shares its bands out to threads."""
 
     def __init__(self, spec: MscnSpec, band_rows: int | None, threads: int | None) -> None:
-        self.taps = np.asarray(spec.taps, dtype=np.float64)
-        self.half_taps = np.asarray(spec.half_taps, dtype=np.float64)
-        self.c = float(spec.c)
-        self.eps2 = float(spec.var_eps) ** 2
+        self.params = np.array((*spec.taps, *spec.half_taps, spec.c, float(spec.var_eps) ** 2))
         self.band_rows = band_rows
         self.threads = threads or torch.get_num_threads()
 
-    def run(self, images: Sequence[np.ndarray], band_job: Callable[[int, int, int], None]) -> None:
-        """``band_job(image index, first row, end row)`` over every band of every image, on
-        ``threads`` threads: largest bands first, each onto the least loaded thread."""
+    def bands(self, images: Sequence[np.ndarray]) -> Iterator[tuple[int, int, int]]:
+        """(image index, first row, end row) of every band of every image."""
         sizes = [im.shape for im in images]
-        jobs = [
-            ((r1 - r0) * w, functools.partial(band_job, i, r0, r1))
-            for i, ((h, w), pieces) in enumerate(zip(sizes, _pieces(sizes, self.threads)))
-            for r0, r1 in _bands(h, pieces, self.band_rows)
-        ]
-        queues: list[list[Callable[[], None]]] = [[] for _ in range(min(self.threads, len(jobs)))]
-        loads = [0] * len(queues)
-        for cost, job in sorted(jobs, key=lambda j: -j[0]):
-            k = loads.index(min(loads))
-            queues[k].append(job)
-            loads[k] += cost
-        futures = [_pool(os.getpid()).submit(_run_all, queue) for queue in queues[1:]]
-        _run_all(queues[0])  # the calling thread takes a share too
-        for future in futures:
-            future.result()
+        for i, ((h, _), pieces) in enumerate(zip(sizes, _pieces(sizes, self.threads))):
+            for r0, r1 in _bands(h, pieces, self.band_rows):
+                yield i, r0, r1
 
-
-def _run_all(jobs: list[Callable[[], None]]) -> None:
-    for job in jobs:
-        job()
+    def run(self, jobs: list[list[int]]) -> None:
+        """Band jobs (rows of a ``rows.run_jobs`` table) on ``threads`` threads, largest
+        first, each thread taking the next job when it is done with one; on torch's OpenMP
+        threads if there are some, else on a pool of Python threads."""
+        jobs.sort(key=lambda job: -(job[rows.END] - job[rows.FIRST]) * job[rows.WIDTH])
+        table = np.array(jobs, dtype=np.int64).reshape(-1, rows.JOB_FIELDS)
+        counter = np.zeros(1, dtype=np.int64)
+        threads = min(self.threads, len(jobs))
+        parallel = _omp_parallel()
+        if threads <= 1:
+            rows.run_jobs(table, self.params, counter)
+        elif parallel is not None:
+            call = np.array((table.ctypes.data, len(table), self.params.ctypes.data, counter.ctypes.data))
+            parallel(rows.run_jobs_omp.address, call.ctypes.data, threads, 0)
+        else:
+            pool = _pool(os.getpid())
+            futures = [pool.submit(rows.run_jobs, table, self.params, counter) for _ in range(threads - 1)]
+            rows.run_jobs(table, self.params, counter)  # the calling thread takes a share too
+            for future in futures:
+                future.result()
 
 
 _NO_HALF = np.zeros((0, 0))
+
+
+def _job(kind: int, image: np.ndarray, r0: int, r1: int, out: np.ndarray, half: np.ndarray,
+         coef: np.ndarray = _NO_HALF) -> list[int]:
+    """One band job: a row of ``rows.run_jobs``' table. The arrays must stay alive (and
+    C-contiguous) until the plan has run it."""
+    job = [0] * rows.JOB_FIELDS
+    job[rows.KIND], job[rows.WIDE] = kind, int(image.dtype == np.float64)
+    job[rows.FIRST], job[rows.END] = r0, r1
+    job[rows.HEIGHT], job[rows.WIDTH] = image.shape
+    job[rows.HALF_HEIGHT], job[rows.HALF_WIDTH] = half.shape
+    job[rows.IMAGE], job[rows.OUT] = image.ctypes.data, out.ctypes.data
+    job[rows.HALF], job[rows.COEF] = half.ctypes.data, coef.ctypes.data
+    return job
 
 
 def _forward(grays: Sequence[np.ndarray], plan: _Plan) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -179,18 +214,8 @@ def _forward(grays: Sequence[np.ndarray], plan: _Plan) -> tuple[np.ndarray, list
     # Sums per row, added up in row order afterwards: the same whatever the banding.
     full_rows = [np.zeros((g.shape[0], MAPS * SUMS)) for g in grays]
     half_rows = [np.zeros((h.shape[0], MAPS * SUMS)) for h in halves]
-    plan.run(
-        grays,
-        lambda i, r0, r1: rows.forward_band(
-            grays[i], r0, r1, plan.taps, plan.c, plan.eps2, full_rows[i], halves[i], plan.half_taps
-        ),
-    )
-    plan.run(
-        halves,
-        lambda i, r0, r1: rows.forward_band(
-            halves[i], r0, r1, plan.taps, plan.c, plan.eps2, half_rows[i], _NO_HALF, plan.half_taps
-        ),
-    )
+    plan.run([_job(rows.FORWARD, grays[i], r0, r1, full_rows[i], halves[i]) for i, r0, r1 in plan.bands(grays)])
+    plan.run([_job(rows.FORWARD, halves[i], r0, r1, half_rows[i], _NO_HALF) for i, r0, r1 in plan.bands(halves)])
     sums = np.stack([np.stack((f.sum(0), h.sum(0))) for f, h in zip(full_rows, half_rows)])
     return sums.reshape(len(grays), SCALES, MAPS, SUMS), halves
 
@@ -205,20 +230,14 @@ def _backward(
     """Write d loss / d gray into ``outs`` from ``coef`` (B, 2, 5, 3): the second scale's
     gradient first, then the first scale's, which adds the downscale's adjoint of it."""
     d_halves = [np.empty_like(half) for half in halves]
-    plan.run(
-        halves,
-        lambda i, r0, r1: rows.backward_band(
-            halves[i], r0, r1, plan.taps, plan.c, plan.eps2, coef[i, 1], d_halves[i], _NO_HALF,
-            plan.half_taps,
-        ),
-    )
-    plan.run(
-        grays,
-        lambda i, r0, r1: rows.backward_band(
-            grays[i], r0, r1, plan.taps, plan.c, plan.eps2, coef[i, 0], outs[i], d_halves[i],
-            plan.half_taps,
-        ),
-    )
+    plan.run([
+        _job(rows.BACKWARD, halves[i], r0, r1, d_halves[i], _NO_HALF, coef[i, 1])
+        for i, r0, r1 in plan.bands(halves)
+    ])
+    plan.run([
+        _job(rows.BACKWARD, grays[i], r0, r1, outs[i], d_halves[i], coef[i, 0])
+        for i, r0, r1 in plan.bands(grays)
+    ])
 
 
 def _arrays(images: Sequence[Tensor]) -> list[np.ndarray]:

@@ -96,6 +96,23 @@ def test_bands_and_threads_change_no_bit() -> None:
         assert torch.equal(grads[0], reference[1][0]), (band_rows, threads)
 
 
+def test_python_threads_give_the_openmp_threads_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where torch lends no OpenMP threads the bands run on Python threads: the same bits."""
+    from camo_engine.kernels import brisque as kernel
+
+    gen = torch.Generator().manual_seed(2)
+    images = [torch.rand(70, 53, generator=gen, dtype=torch.float64), torch.rand(2, 45, 31, generator=gen)]
+    weights = torch.randn(3, 2, 5, 4, generator=gen)
+    for dtype_images in (images[:1], images[1:]):
+        w = weights[: sum(im.ndim - 1 for im in dtype_images)].to(dtype_images[0].dtype)
+        omp = sums_and_grad(dtype_images, w, band_rows=8, threads=2)
+        monkeypatch.setattr(kernel, "_omp_parallel", lambda: None)
+        threads = sums_and_grad(dtype_images, w, band_rows=8, threads=2)
+        monkeypatch.undo()
+        assert torch.equal(omp[0], threads[0])
+        assert all(torch.equal(a, b) for a, b in zip(omp[1], threads[1]))
+
+
 def test_mixed_sizes_in_one_call_equal_separate_calls() -> None:
     gen = torch.Generator().manual_seed(1)
     images = [torch.rand(31, 45, generator=gen), torch.rand(2, 64, 20, generator=gen), torch.rand(9, 9, generator=gen)]

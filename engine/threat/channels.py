@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from ..io import jpeg
 
@@ -53,7 +52,7 @@ def round_ste(x: Tensor) -> Tensor:
 
 # kornia's differentiable JPEG keeps some twenty photo-sized intermediates for its backward (4 GiB
 # for a 12 MP photo).  Above this many pixels it runs in row bands under activation
-# checkpointing, so that one band's intermediates are alive at a time.
+# recomputation (``_BandedJpeg``), so that one band's intermediates are alive at a time.
 JPEG_BAND_ABOVE = 2_000_000
 JPEG_BAND_PIXELS = 1_000_000  # about this many pixels per band
 # JPEG works on 16x16 macroblocks (8x8 blocks, chroma at half resolution).  At a cut, the
@@ -70,7 +69,7 @@ def jpeg_torch(x: Tensor, quality: float, band_rows: int | None = None) -> Tenso
 
     Large photos run in bands of ``band_rows`` rows (a multiple of 16; default: about
     ``JPEG_BAND_PIXELS`` pixels per band above ``JPEG_BAND_ABOVE``), each recomputed in the
-    backward pass: the values are those of the whole-photo call (``tests/test_threat.py``).
+    backward pass: the values are those of the whole-photo call (``tests/test_robust.py``).
 
     Example:
         >>> jpeg_torch(torch.rand(1, 3, 64, 64), 90).shape
@@ -84,11 +83,42 @@ def jpeg_torch(x: Tensor, quality: float, band_rows: int | None = None) -> Tenso
         band_rows = max(MACROBLOCK, JPEG_BAND_PIXELS // width // MACROBLOCK * MACROBLOCK)
     if band_rows % MACROBLOCK:
         raise ValueError(f"band_rows must be a multiple of {MACROBLOCK}, got {band_rows}")
-    bands = [
-        checkpoint(_jpeg_band, x, q, r0, min(r0 + band_rows, height), use_reentrant=False)
-        for r0 in range(0, height, band_rows)
-    ]
-    return round_ste(torch.cat(bands, -2))
+    return round_ste(_BandedJpeg.apply(x, q, band_rows))
+
+
+class _BandedJpeg(torch.autograd.Function):
+    """kornia's JPEG stand-in of (B, 3, H, W) in row bands of ``band_rows``: the forward keeps
+    only the input, the backward recomputes one band at a time and adds its gradient into
+    one input-sized buffer.
+
+    Activation checkpointing per band gave the same values but held 3.0 GiB above the input
+    for a 12 MP photo (its slices' backward makes an input-sized gradient per band, and glibc
+    kept what the bands freed), against 1.0 GiB here (benchmarks/NOTES.md, ninth session)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, q: Tensor, band_rows: int) -> Tensor:  # type: ignore[override]
+        height = x.shape[-2]
+        out = torch.empty_like(x)
+        for r0 in range(0, height, band_rows):
+            r1 = min(r0 + band_rows, height)
+            out[..., r0:r1, :] = _jpeg_band(x, q, r0, r1)
+        ctx.save_for_backward(x, q)
+        ctx.band_rows = band_rows
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, q = ctx.saved_tensors
+        height = x.shape[-2]
+        grad_x = torch.zeros_like(x)
+        for r0 in range(0, height, ctx.band_rows):
+            r1 = min(r0 + ctx.band_rows, height)
+            top, bottom = max(r0 - JPEG_BAND_HALO, 0), min(r1 + JPEG_BAND_HALO, height)
+            with torch.enable_grad():
+                band = x[..., top:bottom, :].detach().requires_grad_(True)
+                (band_grad,) = torch.autograd.grad(_jpeg_band(band, q, r0 - top, r1 - top), band, grad[..., r0:r1, :])
+            grad_x[..., top:bottom, :] += band_grad
+        return grad_x, None, None
 
 
 def _jpeg_band(x: Tensor, q: Tensor, r0: int, r1: int) -> Tensor:
