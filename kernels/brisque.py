@@ -196,8 +196,11 @@ _NO_HALF = np.zeros((0, 0))
 
 def _job(kind: int, image: np.ndarray, r0: int, r1: int, out: np.ndarray, half: np.ndarray,
          coef: np.ndarray = _NO_HALF) -> list[int]:
-    """One band job: a row of ``rows.run_jobs``' table. The arrays must stay alive (and
-    C-contiguous) until the plan has run it."""
+    """One band job: a row of ``rows.run_jobs``' table. The arrays must stay alive until the
+    plan has run it; the job passes bare addresses, so strides are checked here."""
+    for array in (image, out, half, coef):
+        if not array.flags.c_contiguous:
+            raise ValueError(f"band job arrays must be C-contiguous, got strides {array.strides}")
     job = [0] * rows.JOB_FIELDS
     job[rows.KIND], job[rows.WIDE] = kind, int(image.dtype == np.float64)
     job[rows.FIRST], job[rows.END] = r0, r1
