@@ -54,7 +54,7 @@ def round_ste(x: Tensor) -> Tensor:
 # for a 12 MP photo).  Above this many pixels it runs in row bands under activation
 # recomputation (``_BandedJpeg``), so that one band's intermediates are alive at a time.
 JPEG_BAND_ABOVE = 2_000_000
-JPEG_BAND_PIXELS = 1_000_000  # about this many pixels per band
+JPEG_BAND_PIXELS = 500_000  # about this many pixels per band
 # JPEG works on 16x16 macroblocks (8x8 blocks, chroma at half resolution).  At a cut, the
 # chroma downsampling's border rule changes the whole macroblock next to it, and the chroma
 # upsampling one row beyond.  A band starts and ends on macroblock edges and computes two
