@@ -1,7 +1,8 @@
 """Strength presets measured: robustness per view, PSNR and speed on the bundled photos and crops.
 
     python benchmarks/bench_strength.py [--victims brisque,efficientnet-lite0]
-        [--strengths low,medium,high] [--eps 8,12] [--steps 60] [--images 36] [--size 320] [--out benchmarks/results]
+        [--strengths low,medium,high] [--eps 8,12] [--steps 60] [--check-every 1] [--images 36]
+        [--size 320] [--out benchmarks/results]
 
 For each victim and strength, `Protector(victim, strength=...)` protects the workload (the
 bundled sample photos, then crops of them, short side ``--size``) as `protect` does, and every
@@ -38,10 +39,12 @@ SHEET_ROWS = 6
 
 
 def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | None = None,
-        steps: int | None = None) -> dict:
-    """Protect ``workload`` at ``strength`` (its eps and step budget, or ``eps_255``/255 and
-    ``steps``) and judge every view."""
-    config = strength_config(strength, eps=None if eps_255 is None else eps_255 / 255, steps=steps)
+        steps: int | None = None, check_every: int | None = None) -> dict:
+    """Protect ``workload`` at ``strength`` (its eps, step budget and verdict cadence, or
+    ``eps_255``/255, ``steps`` and ``check_every``) and judge every view."""
+    config = strength_config(
+        strength, eps=None if eps_255 is None else eps_255 / 255, steps=steps, check_every=check_every
+    )
     protector = Protector(victim, strength=strength, config=config)
     start = time.perf_counter()
     results = protector.protect([rgb for _, rgb in workload])
@@ -66,6 +69,7 @@ def run(victim: str, strength: str, workload: list, out: Path, eps_255: float | 
         "views": len(protector.panel.views),
         "eps_255": round(protector.config.eps * 255, 3),
         "step_budget": protector.config.steps,
+        "check_every": protector.config.check_every,
         "images": n,
         "protected_every_view": sum(r.protected for r in results) / n,
         "alone_every_view": sum(r.alone or r.already for r in results) / n,
@@ -89,6 +93,7 @@ def main() -> None:
     parser.add_argument("--strengths", default="low,medium,high")
     parser.add_argument("--eps", default="", help="eps values in /255, comma-separated (default: each preset's)")
     parser.add_argument("--steps", type=int, help="step budget (default: each preset's)")
+    parser.add_argument("--check-every", type=int, help="panel verdict every N steps (default: each preset's)")
     parser.add_argument("--images", type=int, default=36)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--threads", type=int, default=2)
@@ -104,7 +109,7 @@ def main() -> None:
     rows = []
     for victim in args.victims.split(","):
         for strength, eps in itertools.product(args.strengths.split(","), [float(e) for e in args.eps.split(",") if e] or [None]):
-            row = run(victim, strength, workload, args.out, eps, args.steps)
+            row = run(victim, strength, workload, args.out, eps, args.steps, args.check_every)
             rows.append(row)
             print(
                 f"{victim:>18} {strength:>6} eps {row['eps_255']:g}/255 ({row['views']:>2} views): every view {row['protected_every_view']:.0%} "

@@ -64,7 +64,7 @@ TINY = {
     "bench_brisque.py": ["--threads", "1", "--sizes", "64x96", "--batches", "1", "--variants", "plain", "fused",
                          "--warmup", "1", "--rounds", "1", "--name", "tiny"],
     "bench_strength.py": ["--victims", "efficientnet-lite0", "--strengths", "low", "--eps", "8,4", "--images", "2",
-                          "--size", "96", "--threads", "1", "--name", "tiny"],
+                          "--size", "96", "--threads", "1", "--check-every", "3", "--name", "tiny"],
     "bench_standins.py": ["--sizes", "48x64", "--rounds", "1", "--threads", "1", "--name", "tiny"],
     "bench_service.py": ["--victim", "efficientnet-lite0", "--strength", "low", "--steps", "1", "--requests", "2",
                          "--clients", "2", "--soak", "2"],
@@ -119,7 +119,9 @@ def test_scripts_that_write_json_write_standard_json_where_told(script, files, t
     for name in files:
         assert json.loads((tmp_path / name).read_text(), parse_constant=_reject)["rows"]
     if script == "bench_strength.py":  # one row per --eps value, each attacked at its own eps
-        assert [r["eps_255"] for r in json.loads((tmp_path / "tiny.json").read_text())["rows"]] == [8, 4]
+        rows = json.loads((tmp_path / "tiny.json").read_text())["rows"]
+        assert [r["eps_255"] for r in rows] == [8, 4]
+        assert [r["check_every"] for r in rows] == [3, 3]  # low's own is 1
     assert committed() == untouched
 
 
