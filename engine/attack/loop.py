@@ -20,7 +20,6 @@ With a differentiable ``transform`` (an enhancer: "attack through the enhancer")
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import random
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..backends.base import GradientBackend
+from ..backends.convolutions import native_convolutions
 from ..io import jpeg
 from ..kernels.ifgsm_step import sign_step_project
 from ..threat import Channel, Panel, View, resolve_panel
@@ -140,24 +140,6 @@ class _Item:
 
     def __post_init__(self) -> None:
         self.pixels = self.x.shape[1] * self.x.shape[2]
-
-
-@contextlib.contextmanager
-def native_convolutions(enabled: bool = True) -> Iterator[None]:
-    """Run the stand-ins' convolutions on ATen's own CPU kernels instead of oneDNN's.
-
-    The stand-ins blur one channel at a time (antialiased resizes, the JPEG's chroma
-    subsampling), and oneDNN's backward of such a convolution is several times slower than
-    ATen's (benchmarks/NOTES.md).  Only the stand-ins run inside: the victim's network, and
-    an enhancer attacked through, keep oneDNN.
-    """
-    before = torch.backends.mkldnn.enabled
-    # Set alone: torch.backends.mkldnn.flags() also resets TF32 and warns on every call.
-    torch.backends.mkldnn.enabled = before and not enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
 
 
 class IFGSM:

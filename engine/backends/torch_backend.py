@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..victims.base import Victim
 from .base import Step
+from .convolutions import CONVOLUTION_LOCK
 
 Precision = Literal["fp32", "bf16"]
 
@@ -47,12 +48,13 @@ class TorchBackend:
         return batch
 
     def outputs(self, batch: Tensor) -> Tensor:
-        with torch.inference_mode():
+        # The lock: never while another thread has oneDNN off (convolutions.native_convolutions).
+        with torch.inference_mode(), CONVOLUTION_LOCK:
             return self.victim.network(self._layout(batch)).float()
 
     def step(self, batch: Tensor, targets: Tensor) -> Step:
         batch = self._layout(batch.detach()).requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), CONVOLUTION_LOCK:
             with self._autocast():
                 outputs = self.victim.network(batch)
             outputs = outputs.float()
